@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make repro` and `make test`. Both build .venv when missing.
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+# DVC runs each stage's `python -m ...` through the shell: the venv must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro test test-fast lint params ui bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+repro: $(STAMP)   ## run the whole pipeline (only what changed)
+	$(BIN)/dvc repro
+
+test: $(STAMP)    ## unit + end-to-end tests, then ruff
+	$(PY) -m pytest
+	$(BIN)/ruff check src tests
+
+test-fast: $(STAMP)  ## unit tests only
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+params: $(STAMP)  ## recompose params.yaml from conf/ (what `dvc exp run` does itself)
+	$(PY) -m dlrepro.config.compose
+
+ui: $(STAMP)      ## MLflow UI on the embedded store: http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:            ## remove the environment and the embedded MLflow store (DVC outputs stay)
+	rm -rf $(VENV) mlflow.db mlruns

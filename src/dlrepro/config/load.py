@@ -1,0 +1,76 @@
+"""Load params.yaml into the typed schema and check every range, so stages get valid values only."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dlrepro.config.schema import Config
+from dlrepro.errors import ConfigError
+
+_RULES = {
+    "gt": (lambda v, b: v > b, "must be > {}"),
+    "ge": (lambda v, b: v >= b, "must be >= {}"),
+    "lt": (lambda v, b: v < b, "must be < {}"),
+    "le": (lambda v, b: v <= b, "must be <= {}"),
+}
+
+
+def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Read params.yaml (plus optional dotlist overrides), typed and validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `make params` to compose it from conf/")
+    try:
+        raw = OmegaConf.load(path)
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def validate(node: Any, prefix: str = "") -> None:
+    """Check the gt/ge/lt/le/choices rules declared in the schema's field metadata."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        for name, bound in f.metadata.items():
+            if name == "choices":
+                for item in value if isinstance(value, list) else [value]:
+                    if item not in bound:
+                        raise ConfigError(
+                            f"{key}={value!r}: unknown value {item!r}; allowed: {', '.join(bound)}"
+                        )
+            else:
+                ok, message = _RULES[name]
+                if not ok(value, bound):
+                    raise ConfigError(f"{key}={value!r}: {message.format(bound)}")
+    if isinstance(node, Config):
+        _cross_check(node)
+
+
+def _cross_check(cfg: Config) -> None:
+    missing = [g for g in cfg.curriculum.perceptron.gates if g not in cfg.data.gates]
+    if missing:
+        raise ConfigError(
+            f"curriculum.perceptron.gates={cfg.curriculum.perceptron.gates!r}: "
+            f"{', '.join(missing)} not prepared; data.gates is {cfg.data.gates!r}"
+        )
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    """OmegaConf's messages span several lines; keep the key, the value and the reason."""
+    reason = str(err).splitlines()[0].strip()
+    key = getattr(err, "full_key", None)
+    return f"{key}: {reason}" if key else reason

@@ -1,0 +1,1 @@
+"""Datasets: the text's logic gates (and, later, leaf images)."""

@@ -1,0 +1,1 @@
+"""Torch / Lightning twins of the text's models; tests prove they agree with `dlrepro.scratch`."""

@@ -1,0 +1,46 @@
+"""DVC stage `curriculum-<chapter>`: run one chapter of the text, write and track its outputs.
+
+python -m dlrepro.stages.curriculum perceptron
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+
+from dlrepro import paths
+from dlrepro.cli import run_stage
+from dlrepro.config import load_config
+from dlrepro.tracking import ensure_reachable, lightning_logger, log_outcome, stage_run
+
+CHAPTERS = ("perceptron", "mlp_xor", "backprop", "activations", "losses", "optimizers", "keras_xor")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("chapter", choices=CHAPTERS)
+    chapter = parser.parse_args().chapter
+    root = paths.repo_root()
+    cfg = load_config(root / "params.yaml")
+    ensure_reachable()
+
+    from dlrepro.curriculum.context import ChapterContext
+
+    module = importlib.import_module(f"dlrepro.curriculum.{chapter}")
+    inputs = [root / path for path in module.INPUTS]
+    params = dataclasses.asdict(getattr(cfg.curriculum, chapter))
+    with stage_run(f"curriculum-{chapter}", "curriculum", params, inputs) as run:
+        ctx = ChapterContext(
+            root=root,
+            logger=lambda name: lightning_logger("curriculum", name, run),
+        )
+        result = module.run(cfg, ctx)
+        written = result.write(chapter, root)
+        log_outcome(run.info.run_id, result.metrics, result.series, written)
+    names = ", ".join(path.relative_to(root).as_posix() for path in written)
+    print(f"curriculum-{chapter}: wrote {names}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

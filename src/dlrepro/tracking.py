@@ -1,0 +1,195 @@
+"""MLflow for every stage: where runs go, the tags they carry, and a fail-fast reachability check.
+
+Embedded default: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlruns`, both ignored by
+git. Set MLFLOW_TRACKING_URI to use a team server instead. One MLflow experiment per stage family
+(`dlrepro-data`, `dlrepro-curriculum`, ...); runs from the same code and params share the tag
+`dlrepro.pipeline_id`, and `dvc exp run` adds `dvc.exp_name`, so one `dvc repro` can be filtered
+in the UI with `tags.dlrepro.pipeline_id = '...'`.
+
+mlflow is imported inside the functions: it costs ~3 s, and a config error must fail before that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dlrepro.errors import TrackingError
+from dlrepro.paths import repo_root
+
+EXPERIMENT_PREFIX = "dlrepro-"
+HEALTH_TIMEOUT_S = 5.0
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def ensure_reachable(uri: str | None = None) -> str:
+    """Fail in one line, before any work, when a tracking server does not answer."""
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=HEALTH_TIMEOUT_S) as response:
+                if response.status != 200:
+                    raise TrackingError(f"MLflow server {uri} answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(
+                f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
+                "MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        db_dir = Path(uri.removeprefix("sqlite:///")).parent
+        if not os.access(db_dir, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: directory {db_dir} is not writable")
+    return uri
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dvc_md5(path: str | Path) -> str:
+    """The md5 DVC records in dvc.lock: the file's md5, or for a folder the md5 of its listing
+    (sorted {md5, relpath} entries as JSON) followed by '.dir'."""
+    path = Path(path)
+    if path.is_file():
+        return file_md5(path)
+    entries = [
+        {"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
+        for f in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
+        if f.is_file()
+    ]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() if head.returncode == 0 else "unknown"
+
+
+def run_tags(stage: str, inputs: list[Path]) -> dict[str, str]:
+    """Tags every stage run carries: code version, DVC stage and experiment, input hashes."""
+    root = repo_root()
+    params = root / "params.yaml"
+    commit = git_commit()
+    pipeline = hashlib.md5(commit.encode() + (params.read_bytes() if params.exists() else b""))
+    tags = {
+        "dlrepro.stage": stage,
+        "dlrepro.git_commit": commit,
+        "dlrepro.pipeline_id": pipeline.hexdigest()[:12],
+        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    for path in inputs:
+        rel = Path(path).resolve().relative_to(root).as_posix()
+        tags[f"dvc.md5.{rel}"] = dvc_md5(path)
+    return tags
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params and metrics are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def experiment_id(family: str) -> str:
+    """Get or create the family's experiment; embedded runs keep artifacts under <repo>/mlruns."""
+    import mlflow
+
+    name = EXPERIMENT_PREFIX + family
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (repo_root() / "mlruns").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def stage_run(
+    stage: str, family: str, params: Mapping[str, Any], inputs: list[Path]
+) -> Iterator[Any]:
+    """An MLflow run for one stage execution, with the resolved config logged as params."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    with mlflow.start_run(
+        experiment_id=experiment_id(family), run_name=stage, tags=run_tags(stage, inputs)
+    ) as run:
+        mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
+        yield run
+
+
+def _param(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def lightning_logger(family: str, run_name: str, parent: Any) -> Any:
+    """An MLFlowLogger for a child run, nested under the stage's run and carrying its tags."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    inherited = {k: v for k, v in parent.data.tags.items() if k.startswith(("dlrepro.", "dvc."))}
+    return MLFlowLogger(
+        experiment_name=EXPERIMENT_PREFIX + family,
+        run_name=run_name,
+        tracking_uri=tracking_uri(),  # always explicit: its own default is a file store
+        tags={**inherited, "mlflow.parentRunId": parent.info.run_id},
+    )
+
+
+def log_outcome(
+    run_id: str,
+    metrics: Mapping[str, Any],
+    series: Mapping[str, list[tuple[int, float]]],
+    artifacts: list[Path],
+) -> None:
+    """Scalar metrics (bools as 0/1), step series, and the stage's output files."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    scalars = {
+        key: float(value)
+        for key, value in flatten(metrics).items()
+        if isinstance(value, int | float) and value == value  # drops NaN, keeps bools
+    }
+    batch = [Metric(key, value, 0, 0) for key, value in scalars.items()]
+    batch += [Metric(key, float(v), 0, step) for key, pts in series.items() for step, v in pts]
+    for start in range(0, len(batch), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+    root = repo_root()
+    for path in map(Path, artifacts):
+        rel = path.resolve().relative_to(root)  # same layout in MLflow as in the repository
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), rel.as_posix())
+        else:
+            client.log_artifact(run_id, str(path), rel.parent.as_posix())

@@ -1,0 +1,31 @@
+"""Shared fixtures: the composed config, and a repository-shaped temp folder with the gate data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+from dlrepro.config import Config, load_config
+from dlrepro.config.compose import compose
+from dlrepro.curriculum.context import ChapterContext
+from dlrepro.data.gates import write_gates
+
+matplotlib.use("Agg")  # figures are files here, never windows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cfg(tmp_path_factory) -> Config:
+    """conf/ composed afresh (not the checked-in params.yaml, which has its own test)."""
+    params = compose(tmp_path_factory.mktemp("conf") / "params.yaml")
+    return load_config(params)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, cfg: Config) -> ChapterContext:
+    """A chapter context over a temp root that holds the prepared gate tables, no tracking."""
+    write_gates(tmp_path / "data" / "gates", cfg.data.gates)
+    return ChapterContext(root=tmp_path)
