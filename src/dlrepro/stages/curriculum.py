@@ -12,9 +12,8 @@ import importlib
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
+from dlrepro.curriculum import CHAPTERS
 from dlrepro.tracking import ensure_reachable, lightning_logger, log_outcome, stage_run
-
-CHAPTERS = ("perceptron", "mlp_xor", "backprop", "activations", "losses", "optimizers", "keras_xor")
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""conf/ is the single source of truth, and bad values stop with one line naming key and rule."""
+
+from pathlib import Path
+
+import pytest
+
+from dlrepro.config import load_config
+from dlrepro.config.compose import compose
+from dlrepro.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_is_a_fresh_composition_of_conf(tmp_path):
+    fresh = compose(tmp_path / "params.yaml")
+    assert (REPO / "params.yaml").read_text() == fresh.read_text(), "run `make params`"
+
+
+def test_composed_params_validate(cfg):
+    assert cfg.curriculum.perceptron.lr == 0.1
+    assert cfg.curriculum.mlp_xor.epochs == 10_000
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("curriculum.perceptron.lr=-1", "curriculum.perceptron.lr=-1.0: must be > 0"),
+        ("curriculum.perceptron.epochs=0", "curriculum.perceptron.epochs=0: must be >= 1"),
+        ("curriculum.perceptron.lr=fast", "curriculum.perceptron.lr: Value 'fast'"),
+        ("data.gates=[AND,MAYBE]", "unknown value 'MAYBE'; allowed: AND, OR, NAND, NOR, XOR, XNOR"),
+        ("curriculum.optimizers.optimizers=[adamw]", "unknown value 'adamw'"),
+        ("curriculum.perceptron.gates=[XNOR]", "XNOR not prepared"),
+        ("curriculum.perceptron.learning_rate=1", "Key 'learning_rate' not in 'PerceptronConfig'"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(override, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "params.yaml", [override])
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_value_is_named(tmp_path):
+    params = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text().replace("    lr: 0.1\n", "", 1)
+    params.write_text(text)
+    with pytest.raises(ConfigError, match="curriculum.perceptron.lr"):
+        load_config(params)
+
+
+def test_missing_params_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(ConfigError, match="make params"):
+        load_config(tmp_path / "params.yaml")
+
+
+def test_hydra_overrides_compose_and_unknown_keys_fail(tmp_path):
+    out = compose(tmp_path / "p.yaml", ["curriculum.perceptron.lr=0.25"])
+    assert load_config(out).curriculum.perceptron.lr == 0.25
+    with pytest.raises(ConfigError, match="does not compose"):
+        compose(tmp_path / "q.yaml", ["curriculum.perceptron.nope=1"])

@@ -1,0 +1,149 @@
+"""End to end, as a user runs it: `dvc repro` in a fresh copy of the repository, then again.
+
+One module-scoped copy runs the pipeline once; the tests then read what it left behind
+(outputs, dvc.lock, MLflow records), re-run it, force it, and try experiments on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def digest(root: Path, folders: list[str]) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh clone-like copy (the files git would carry), with one `dvc repro` done."""
+    root = tmp_path_factory.mktemp("repo")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        source = REPO / rel
+        if source.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / rel)
+    # The embedded results are not part of a clone: start from nothing but code and config.
+    for produced in ("dvc.lock", "metrics"):
+        path = root / produced
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"],
+    ):
+        subprocess.run(cmd, cwd=root, check=True)
+    first = dvc(root, "repro")
+    (root / "first_run.log").write_text(first.stdout)
+    return root
+
+
+def test_every_stage_ran_and_wrote_its_outputs(repo):
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    ran = ran_stages((repo / "first_run.log").read_text())
+    assert sorted(ran) == sorted(stages)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert sorted(lock) == sorted(stages)
+    assert (repo / "reports" / "index.html").stat().st_size > 10_000
+    assert "## Errata" in (repo / "reports" / "curriculum.md").read_text()
+
+
+def test_second_repro_is_a_no_op(repo):
+    again = dvc(repo, "repro")
+    assert ran_stages(again.stdout) == []
+    assert "up to date" in again.stdout
+    assert dvc(repo, "status", "--json").stdout.strip() == "{}"
+
+
+def test_mlflow_has_a_run_per_stage_with_params_metrics_artifacts_and_tags(repo):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    runs = client.search_runs(list(experiments.values()), "tags.`dvc.stage` != ''")
+    by_stage = {r.data.tags["dvc.stage"]: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert sorted(by_stage) == sorted(lock)
+    perceptron = by_stage["curriculum-perceptron"]
+    assert perceptron.data.params["lr"] == "0.1"
+    assert perceptron.data.metrics["AND.accuracy"] == 1.0
+    assert len(perceptron.data.tags["dlrepro.git_commit"]) == 40
+    gates_md5 = next(d["md5"] for d in lock["curriculum-perceptron"]["deps"] if d["path"] == "data/gates")
+    assert perceptron.data.tags["dvc.md5.data/gates"] == gates_md5
+    artifacts = {a.path for a in client.list_artifacts(perceptron.info.run_id, "plots/curriculum")}
+    assert artifacts == {"plots/curriculum/perceptron"}
+    children = client.search_runs(
+        [experiments["dlrepro-curriculum"]],
+        f"tags.mlflow.parentRunId = '{perceptron.info.run_id}'",
+    )
+    assert len(children) == 4  # one Lightning fit per gate, nested under the stage's run
+    pipeline_ids = {r.data.tags["dlrepro.pipeline_id"] for r in by_stage.values()}
+    assert len(pipeline_ids) == 1  # one code version + params: one group
+
+
+def test_forced_repro_writes_identical_bytes(repo):
+    folders = ["data", "metrics", "plots", "reports"]
+    before = digest(repo, folders)
+    forced = dvc(repo, "repro", "--force")
+    assert len(ran_stages(forced.stdout)) == len(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    assert digest(repo, folders) == before
+
+
+def test_experiment_reruns_only_the_chapter_and_the_report(repo):
+    done = dvc(repo, "exp", "run", "-S", "curriculum.perceptron.lr=0.25")
+    assert sorted(ran_stages(done.stdout)) == ["curriculum-perceptron", "report"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["curriculum"]["perceptron"]["lr"] == 0.25
+
+
+def test_invalid_override_fails_in_one_line_and_keeps_outputs(repo):
+    folders = ["data", "metrics", "plots", "reports"]
+    before = digest(repo, folders)
+    done = dvc(repo, "exp", "run", "-S", "curriculum.perceptron.lr=-1", check=False)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert ours == ["error: curriculum.perceptron.lr=-1.0: must be > 0"]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert digest(repo, folders) == before

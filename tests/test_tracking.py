@@ -1,0 +1,56 @@
+"""Tracking: where runs go, the tags they carry, and the one-line failure when a server is down."""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlrepro import tracking
+from dlrepro.errors import TrackingError
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_embedded_store_is_sqlite_at_the_repo_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_env_var_selects_a_server(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_unreachable_server_is_one_line(monkeypatch):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(TrackingError) as caught:
+        tracking.ensure_reachable(uri)
+    message = str(caught.value)
+    assert uri in message and "not reachable" in message and "\n" not in message
+
+
+def test_md5_tags_equal_what_dvc_records(tmp_path):
+    """The `dvc.md5.<path>` tags must match dvc.lock, so compare with a real `dvc add`."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.csv").write_text("x,y\n1,2\n")
+    (data / "sub" / "b.txt").write_text("leaf\n")
+    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "add", "-q", "data"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True)
+    recorded = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]["md5"]
+    assert tracking.dvc_md5(data) == recorded
+    assert tracking.dvc_md5(data / "a.csv") == tracking.file_md5(data / "a.csv")
+
+
+def test_flatten_nests_with_dots():
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
