@@ -1,1 +1,1 @@
-"""Datasets: the text's logic gates (and, later, leaf images)."""
+"""Datasets: the text's logic gates, generated leaf images, and the ingest of image folders."""

@@ -1,0 +1,371 @@
+"""Image-folder ingest: layouts, every kind of bad or odd file, leaks, the cache and its reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlrepro.data.images import jpeg_reduction, load_square_rgb
+from dlrepro.data.ingest import ingest, load_split
+from dlrepro.errors import ConfigError, DataError
+
+SMALL = {"image_size": 16, "min_side": 8}  # tiny squares keep every test fast
+CLASSES = ("Diseased", "Healthy")
+
+
+def noise(seed: int, shape: tuple[int, ...] = (24, 32, 3)) -> np.ndarray:
+    """A distinct picture per seed (BGR, as OpenCV writes it)."""
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def put(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def given_split(root: Path, n_train: int = 3, n_test: int = 2) -> Path:
+    """root/{train,test}/{Diseased,Healthy}/NN.png, lossless, every image different."""
+    for s, (split, n) in enumerate((("train", n_train), ("test", n_test))):
+        for c, name in enumerate(CLASSES):
+            for i in range(n):
+                put(root / split / name / f"{i:02d}.png", noise(1000 * s + 100 * c + i))
+    return root
+
+
+def expected_square(bgr: np.ndarray, size: int = 16) -> np.ndarray:
+    return cv2.cvtColor(
+        cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+    )
+
+
+def manifest(cache: Path, split: str) -> list[str]:
+    return json.loads((cache / split / "manifest.json").read_text())["paths"]
+
+
+def skip_reasons(report) -> dict[str, str]:
+    return {entry["path"]: entry["reason"] for entry in report.skipped}
+
+
+def test_given_split_is_cached_as_rgb_memmaps_in_sorted_order(tmp_path, capsys):
+    source = given_split(tmp_path / "src")
+    report = ingest(source, tmp_path / "cache", **SMALL)
+
+    images, labels, classes = load_split(tmp_path / "cache", "train")
+    assert isinstance(images, np.memmap) and images.mode == "r"
+    assert images.dtype == np.uint8 and images.shape == (6, 16, 16, 3)
+    assert classes == ["Diseased", "Healthy"]
+    assert labels.dtype == np.int64 and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    paths = manifest(tmp_path / "cache", "train")
+    assert paths == sorted(paths) and paths[3] == "train/Healthy/00.png"
+    # row 3 is train/Healthy/00.png: resized with INTER_AREA, channels turned BGR → RGB
+    np.testing.assert_array_equal(images[3], expected_square(noise(100)))
+    assert report.counts == {
+        "train": {"Diseased": 3, "Healthy": 3},
+        "test": {"Diseased": 2, "Healthy": 2},
+    }
+    assert capsys.readouterr().out.splitlines() == [
+        "Found 6 images belonging to 2 classes.",
+        "Found 4 images belonging to 2 classes.",
+    ]
+    assert json.loads(json.dumps(report.to_dict()))["layout"] == "given split"
+
+
+def test_rerun_writes_byte_identical_cache(tmp_path):
+    source = given_split(tmp_path / "src")
+    ingest(source, tmp_path / "a", **SMALL)
+    ingest(source, tmp_path / "b", **SMALL)
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert [str(f) for f in files] == [
+        "classes.json",
+        "test/images.npy",
+        "test/labels.npy",
+        "test/manifest.json",
+        "train/images.npy",
+        "train/labels.npy",
+        "train/manifest.json",
+    ]  # the staging memmap is gone
+    for file in files:
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+
+
+def test_three_classes_are_numbered_in_sorted_name_order(tmp_path):
+    source = tmp_path / "src"
+    for c, name in enumerate(("gamma", "alpha", "beta")):  # created out of order on purpose
+        for split in ("train", "test"):
+            for i in range(2):
+                put(
+                    source / split / name / f"{i}.png",
+                    noise(10 * c + i + (50 if split == "test" else 0)),
+                )
+    ingest(source, tmp_path / "cache", **SMALL)
+    for split in ("train", "test"):
+        _, labels, classes = load_split(tmp_path / "cache", split)
+        assert classes == ["alpha", "beta", "gamma"]
+        folders = [path.split("/")[1] for path in manifest(tmp_path / "cache", split)]
+        assert [classes[label] for label in labels] == folders
+
+
+def test_bad_files_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
+    source = given_split(tmp_path / "src")
+    bad = source / "train" / "Healthy"
+    good_jpeg = cv2.imencode(".jpg", noise(7))[1].tobytes()
+    (bad / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
+    (bad / "random.jpg").write_bytes(np.random.default_rng(0).bytes(2000))
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "notes.txt").write_text("not a leaf")
+    (bad / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (bad / "LICENSE").write_text("no suffix")
+    put(bad / "tiny.png", noise(8, (8, 6, 3)))
+
+    report = ingest(source, tmp_path / "cache", **SMALL)
+
+    reasons = skip_reasons(report)
+    prefix = "train/Healthy/"
+    assert "truncated JPEG" in reasons[prefix + "truncated.jpg"]
+    assert "not a readable image" in reasons[prefix + "random.jpg"]
+    assert reasons[prefix + "empty.png"] == "empty file (0 bytes)"
+    assert reasons[prefix + "notes.txt"] == "not an image file (suffix '.txt')"
+    assert reasons[prefix + ".DS_Store"] == "hidden file"
+    assert reasons[prefix + "LICENSE"] == "not an image file (no suffix)"
+    assert reasons[prefix + "tiny.png"] == "too small (6×8; min_side is 8)"
+    assert len(reasons) == 7
+    # nothing else lost
+    assert report.counts["train"] == {"Diseased": 3, "Healthy": 3}
+    assert manifest(tmp_path / "cache", "train")[3:] == [prefix + f"0{i}.png" for i in range(3)]
+
+
+def test_small_images_above_min_side_are_upscaled_and_reported(tmp_path):
+    source = given_split(tmp_path / "src")
+    put(source / "train" / "Healthy" / "small.png", noise(9, (10, 12, 3)))
+    report = ingest(source, tmp_path / "cache", image_size=16, min_side=10)
+    assert {"path": "train/Healthy/small.png", "conversions": ["upscaled"]} in report.converted
+    assert report.counts["train"]["Healthy"] == 4
+
+
+def test_colour_depth_and_alpha_conversions(tmp_path):
+    source = given_split(tmp_path / "src")
+    folder = source / "train" / "Diseased"
+    put(folder / "gray.png", np.full((20, 20), 77, np.uint8))
+    put(folder / "gray.jpg", np.full((24, 24), 200, np.uint8))
+    put(folder / "deep.png", np.full((20, 20, 3), 1000, np.uint16))
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :, :3] = (0, 0, 200)  # BGR: red
+    rgba[:, :10, 3] = 255  # left half opaque, right half fully transparent
+    put(folder / "rgba.png", rgba)
+    Image.new("CMYK", (24, 24), (0, 255, 255, 0)).save(folder / "cmyk.jpg", "JPEG")  # pure red
+
+    report = ingest(source, tmp_path / "cache", **SMALL)
+
+    conversions = {entry["path"].split("/")[-1]: entry["conversions"] for entry in report.converted}
+    assert conversions == {
+        "cmyk.jpg": ["CMYK→RGB"],
+        "deep.png": ["16-bit→8-bit"],
+        "gray.jpg": ["grayscale→RGB"],
+        "gray.png": ["grayscale→RGB"],
+        "rgba.png": ["RGBA→RGB"],
+    }
+    assert report.conversion_counts["grayscale→RGB"] == 2
+    images, _, _ = load_split(tmp_path / "cache", "train")
+    rows = {path.split("/")[-1]: i for i, path in enumerate(manifest(tmp_path / "cache", "train"))}
+    assert (images[rows["gray.png"]] == 77).all()
+    assert (np.abs(images[rows["gray.jpg"]].astype(int) - 200) <= 2).all()
+    assert (images[rows["deep.png"]] == 4).all()  # 1000 × 255 / 65535 = 3.89; >> 8 would give 3
+    red = images[rows["cmyk.jpg"]].reshape(-1, 3).mean(axis=0)
+    assert red[0] > 240 and red[1] < 15 and red[2] < 15
+    composited = images[rows["rgba.png"]]
+    assert (composited[:, :7] == (200, 0, 0)).all()  # opaque red stays red
+    assert (composited[:, 9:] == 255).all()  # transparent becomes white, not the stored red
+
+
+def test_16_bit_scaling_rounds_every_value(tmp_path):
+    all_values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    rgb = load_square_rgb(put(tmp_path / "ramp.png", all_values), image_size=256).rgb
+    expected = np.floor(all_values / 257 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(rgb[:, :, 0], expected)
+    assert rgb[-1, -1, 0] == 255 and rgb[0, 255, 0] == 1  # 255 / 257 rounds up; >> 8 gives 0
+
+
+def test_semi_transparent_pixels_blend_with_white(tmp_path):
+    bgra = np.zeros((16, 16, 4), np.uint8)
+    bgra[:, :, 3] = 128  # black at about 50 % opacity
+    rgb = load_square_rgb(put(tmp_path / "half.png", bgra), image_size=16).rgb
+    assert (rgb == 127).all()  # 255 × (255 − 128) / 255 = 127
+
+
+def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    assert jpeg_reduction(4000, 6000, 128) == 8
+    assert jpeg_reduction(4000, 6000, 600) == 4  # the short side stays at least image_size
+    assert jpeg_reduction(1000, 1000, 128) == 1  # ordinary photos take the plain path
+    smooth = cv2.resize(noise(3, (40, 60, 3)), (6000, 4000), interpolation=cv2.INTER_LINEAR)
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(cv2.imencode(".jpg", smooth)[1].tobytes())
+    rgb = load_square_rgb(path, image_size=128).rgb
+    reference = expected_square(cv2.imread(str(path)), size=128)
+    assert rgb.shape == (128, 128, 3)
+    assert np.abs(rgb.astype(int) - reference).mean() < 2
+
+
+def test_test_copy_of_a_train_image_is_dropped_as_leak(tmp_path):
+    source = given_split(tmp_path / "src")
+    # the same pixels in another format: different bytes, same model input
+    put(source / "test" / "Healthy" / "copy.bmp", noise(101))
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.leaks == [{"test": "test/Healthy/copy.bmp", "train": "train/Healthy/01.png"}]
+    assert report.counts["test"]["Healthy"] == 2
+    assert "test/Healthy/copy.bmp" not in manifest(tmp_path / "cache", "test")
+
+
+def test_duplicates_inside_a_split_are_kept_and_reported(tmp_path):
+    source = given_split(tmp_path / "src")
+    put(source / "train" / "Diseased" / "again.png", noise(0))
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.duplicates == [
+        {"split": "train", "paths": ["train/Diseased/00.png", "train/Diseased/again.png"]}
+    ]
+    assert report.counts["train"]["Diseased"] == 4 and report.leaks == []
+
+
+def test_empty_test_class_is_reported_not_fatal(tmp_path):
+    source = given_split(tmp_path / "src")
+    for file in (source / "test" / "Healthy").iterdir():
+        file.unlink()
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.empty_classes == {"train": [], "test": ["Healthy"]}
+    assert report.warnings == ["test has no usable image of class 'Healthy'"]
+    assert load_split(tmp_path / "cache", "test")[1].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("content", ["empty", "corrupt"])
+def test_train_class_without_usable_image_is_one_line_error(tmp_path, content):
+    source = given_split(tmp_path / "src")
+    folder = source / "train" / "Healthy"
+    for file in folder.iterdir():
+        file.unlink()
+    if content == "corrupt":
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    with pytest.raises(DataError) as err:
+        ingest(source, tmp_path / "cache", **SMALL)
+    message = str(err.value)
+    assert "\n" not in message and str(folder) in message and "class 'Healthy'" in message
+    assert ("broken.jpg" in message) == (content == "corrupt")
+    assert not (tmp_path / "cache" / "train").exists()  # nothing half-written
+
+
+def train_without_test(root: Path) -> None:
+    for c, name in enumerate(CLASSES):
+        put(root / "train" / name / "a.png", noise(c))
+
+
+def loose_images(root: Path) -> None:
+    put(root / "leaf.png", noise(0))
+
+
+def one_class(root: Path) -> None:
+    put(root / "Healthy" / "a.png", noise(0))
+
+
+def unknown_class_in_test(root: Path) -> None:
+    given_split(root)
+    put(root / "test" / "Rust" / "a.png", noise(0))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (train_without_test, "has train/ but no test/"),
+        (loose_images, "not an image dataset"),
+        (one_class, "only one class folder"),
+        (unknown_class_in_test, "class 'Rust' has no folder in train/"),
+    ],
+)
+def test_unusable_layouts_are_one_line_data_errors(tmp_path, build, match):
+    source = tmp_path / "src"
+    source.mkdir()
+    build(source)
+    with pytest.raises(DataError, match=match) as err:
+        ingest(source, tmp_path / "cache", **SMALL)
+    assert "\n" not in str(err.value)
+
+
+def test_arguments_and_paths_are_checked(tmp_path):
+    source = given_split(tmp_path / "src")
+    with pytest.raises(ConfigError, match="test_fraction"):
+        ingest(source, tmp_path / "cache", test_fraction=1.0)
+    with pytest.raises(DataError, match="no such folder"):
+        ingest(tmp_path / "nowhere", tmp_path / "cache")
+    with pytest.raises(DataError, match="outside the source"):
+        ingest(source, source / "cache")
+    with pytest.raises(DataError, match="no cached 'train' split"):
+        load_split(tmp_path / "cache", "train")
+
+
+def single_folder(root: Path, sizes: dict[str, int]) -> Path:
+    for c, (name, n) in enumerate(sizes.items()):
+        for i in range(n):
+            put(root / name / f"{i:02d}.png", noise(100 * c + i))
+    return root
+
+
+def test_one_folder_gets_a_seeded_stratified_split(tmp_path):
+    source = single_folder(tmp_path / "src", {"rust": 10, "healthy": 20, "blight": 30})
+    (source / ".ipynb_checkpoints").mkdir()  # Jupyter's folder must not become a class
+
+    report = ingest(source, tmp_path / "a", test_fraction=0.2, seed=0, **SMALL)
+
+    assert report.classes == ["blight", "healthy", "rust"]
+    assert report.counts == {
+        "train": {"blight": 24, "healthy": 16, "rust": 8},
+        "test": {"blight": 6, "healthy": 4, "rust": 2},
+    }
+    assert {"path": ".ipynb_checkpoints", "reason": "hidden"} in report.ignored
+    train, test = manifest(tmp_path / "a", "train"), manifest(tmp_path / "a", "test")
+    assert not set(train) & set(test) and len(set(train) | set(test)) == 60
+    assert report.seed == 0 and report.test_fraction == 0.2 and report.leaks == []
+
+    ingest(source, tmp_path / "b", test_fraction=0.2, seed=0, **SMALL)
+    assert manifest(tmp_path / "b", "test") == test  # same seed, same split
+    ingest(source, tmp_path / "c", test_fraction=0.2, seed=1, **SMALL)
+    assert manifest(tmp_path / "c", "test") != test
+
+
+def test_one_folder_split_keeps_identical_images_together(tmp_path):
+    source = single_folder(tmp_path / "src", {"a": 6, "b": 6})
+    for i in range(3):
+        put(source / "a" / f"copy{i}.png", noise(0))  # four copies of a/00.png in all
+    for seed in range(5):
+        report = ingest(source, tmp_path / f"cache{seed}", seed=seed, **SMALL)
+        copies = {"a/00.png", "a/copy0.png", "a/copy1.png", "a/copy2.png"}
+        test = set(manifest(tmp_path / f"cache{seed}", "test"))
+        assert copies <= test or not copies & test
+        assert report.leaks == []
+        assert (
+            min(report.counts["test"].values()) >= 1 and min(report.counts["train"].values()) >= 1
+        )
+
+
+def test_one_folder_class_of_identical_images_stays_in_train(tmp_path):
+    source = single_folder(tmp_path / "src", {"b": 5})
+    for i in range(3):
+        put(source / "a" / f"{i}.png", noise(7))  # one picture three times: it cannot be split
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.counts == {"train": {"a": 3, "b": 4}, "test": {"a": 0, "b": 1}}
+    assert report.warnings == ["test has no usable image of class 'a'"]
+
+
+def test_jpeg_exif_orientation_is_applied_like_cv2_imread(tmp_path):
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))  # left half red, right half blue
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the left half ends up on top
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    rgb = load_square_rgb(tmp_path / "phone.jpg", image_size=16).rgb.astype(int)
+    assert rgb[:6, :, 0].min() > 200 and rgb[:6, :, 2].max() < 60  # red on top
+    assert rgb[-6:, :, 2].min() > 200 and rgb[-6:, :, 0].max() < 60  # blue below
