@@ -9,8 +9,11 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dlrepro.config.schema import Config
+from dlrepro.config.schema import OPTIMIZERS, Config, OptimizersConfig, OptimizerSpec
 from dlrepro.errors import ConfigError
+
+# The problems of chapter 6 (curriculum.optimizers), each with a learning rate per rule.
+_PROBLEMS = ("quadratic", "rosenbrock", "xor_mlp")
 
 _RULES = {
     "gt": (lambda v, b: v > b, "must be > {}"),
@@ -67,6 +70,32 @@ def _cross_check(cfg: Config) -> None:
             f"curriculum.perceptron.gates={cfg.curriculum.perceptron.gates!r}: "
             f"{', '.join(missing)} not prepared; data.gates is {cfg.data.gates!r}"
         )
+    _check_optimizers(cfg.curriculum.optimizers, "curriculum.optimizers")
+
+
+def _check_optimizers(chapter: OptimizersConfig, key: str) -> None:
+    """Each raced rule needs a rate > 0 on every problem (and an eps > 0 if it has one)."""
+    raced = chapter.optimizers
+    tables = {f"{key}.{p}.lr": (getattr(chapter, p).lr, raced) for p in _PROBLEMS}
+    with_eps = [name for name in raced if name in OptimizerSpec.EPS_RULES]
+    tables[f"{key}.hyper.eps"] = (chapter.hyper.eps, with_eps)
+    for table_key, (table, needed) in tables.items():
+        for name, value in table.items():
+            if name not in OPTIMIZERS:
+                raise ConfigError(
+                    f"{table_key}.{name}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}"
+                )
+            if not value > 0:
+                raise ConfigError(f"{table_key}.{name}={value!r}: must be > 0")
+        missing = [name for name in needed if name not in table]
+        if missing:
+            raise ConfigError(
+                f"{table_key}: no value for {', '.join(missing)}, raced in {key}.optimizers"
+            )
+    for problem, size in (("quadratic", 1), ("rosenbrock", 2)):
+        start = getattr(chapter, problem).start
+        if len(start) != size:
+            raise ConfigError(f"{key}.{problem}.start={start!r}: needs {size} value(s)")
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
