@@ -1,0 +1,183 @@
+"""The text's plant-disease CNN as a LightningModule.
+
+The text (Keras):
+
+    Conv2D(32, 3×3, relu) → MaxPooling2D(2) → Conv2D(64, 3×3, relu) → MaxPooling2D(2)
+    → Flatten → Dense(128, relu) → Dense(1, sigmoid);  adam, binary_crossentropy, accuracy
+
+Here, layer for layer: "valid" 3×3 convolutions and 2×2 floor pooling as in Keras, so a 128×128×3
+input gives 126 → 63 → 61 → 30 and 64·30·30 = 57,600 features into the dense layer: 7,392,449
+parameters, the same count Keras reports. Weights start as Keras starts them (Glorot-uniform
+kernels, zero biases) rather than torch's default Kaiming-uniform, so a run begins from the same
+distribution as the text's.
+
+Deliberate differences from the Keras code, none of which changes what is learnt:
+
+- The model returns logits and the loss is `BCEWithLogitsLoss`, the numerically stable form of
+  sigmoid + binary_crossentropy (Keras itself recovers the logits cached on its sigmoid output for
+  the same reason). The sigmoid is applied in `probabilities` / `predict_step`.
+- Flatten order: Keras flattens NHWC (height, width, channel), torch flattens NCHW (channel,
+  height, width). The dense layer's 57,600 inputs are therefore permuted relative to Keras. That
+  only matters when porting trained Keras weights (permute the Dense kernel's rows); training from
+  scratch, as here, learns the same function class.
+- Adam: Keras adds ε to √v before bias correction ("ε-hat" of the Adam paper), torch adds it after;
+  with ε = 1e-7 the two differ only in the first few steps, and only when √v is that small.
+- Labels: `labels[i]` is an index into the sorted class names (the order Keras'
+  flow_from_directory also uses), and the single binary output is P(class_names[1]); see
+  `PlantCNN.probabilities`.
+
+More than two classes use a `num_classes`-logit head with cross-entropy (softmax at predict time).
+
+Memory format: NHWC ("channels_last") is oneDNN's preferred layout for CPU convolutions, so by
+default the conv weights and every input are kept in it. Measured on the project's 2-core machines
+it was 1.0-1.9× faster than NCHW for a training step, depending on thread count and load; results
+are the same up to float rounding, and the option exists to measure the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+KERAS_ADAM_LR = 1e-3
+KERAS_ADAM_BETAS = (0.9, 0.999)
+KERAS_ADAM_EPS = 1e-7
+
+
+def feature_map_size(image_size: int, num_blocks: int) -> int:
+    """Side of the last feature map: each block is a valid 3×3 conv (-2) then a floor 2×2 pool."""
+    size = image_size
+    for _ in range(num_blocks):
+        size = (size - 2) // 2
+    return size
+
+
+class PlantCNN(pl.LightningModule):
+    """conv(3×3, relu) → maxpool(2) per width in `conv_channels`, then dense(relu) → output logits.
+
+    Args:
+        num_classes: 2 gives one output logit (the text's binary model); more gives one per class.
+        image_size: side of the square RGB input, 128 in the text.
+        conv_channels: output channels of each conv block, (32, 64) in the text.
+        dense_units: width of the hidden dense layer, 128 in the text.
+        lr, betas, eps: Adam's settings; the defaults are Keras' `optimizer='adam'`.
+        class_names: optional, sorted class names stored in the checkpoint so that a loaded model
+            says which class each output means.
+        channels_last: keep convolutions in NHWC memory layout (faster on CPU, see module doc).
+        init_seed: seeds the initial weights through a private generator, so the same arguments
+            always build the same network, whatever the global RNG state.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        image_size: int = 128,
+        conv_channels: Sequence[int] = (32, 64),
+        dense_units: int = 128,
+        lr: float = KERAS_ADAM_LR,
+        betas: Sequence[float] = KERAS_ADAM_BETAS,
+        eps: float = KERAS_ADAM_EPS,
+        class_names: Sequence[str] | None = None,
+        channels_last: bool = True,
+        init_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        side = feature_map_size(image_size, len(conv_channels))
+        if side < 1:
+            raise ValueError(
+                f"image_size {image_size} is too small for {len(conv_channels)} blocks"
+            )
+        # Plain Python types only (config objects such as OmegaConf's ListConfig would arrive as
+        # their own classes): checkpoints then load with torch.load(weights_only=True).
+        # save_hyperparameters() reads these locals, so they are normalised before it runs.
+        conv_channels = [int(c) for c in conv_channels]
+        betas = [float(b) for b in betas]
+        class_names = None if class_names is None else [str(name) for name in class_names]
+        self.save_hyperparameters()
+
+        blocks: list[nn.Module] = []
+        in_channels = 3
+        for out_channels in conv_channels:
+            blocks += [nn.Conv2d(in_channels, out_channels, 3), nn.ReLU(), nn.MaxPool2d(2)]
+            in_channels = out_channels
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * side * side, dense_units),
+            nn.ReLU(),
+            nn.Linear(dense_units, 1 if num_classes == 2 else num_classes),
+        )
+        self._init_like_keras(torch.Generator().manual_seed(init_seed))
+        if channels_last:
+            self.features.to(memory_format=torch.channels_last)
+
+        if num_classes == 2:
+            self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
+        else:
+            # average="micro" is plain accuracy (torchmetrics' multiclass default is macro).
+            self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+            self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def _init_like_keras(self, generator: torch.Generator) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight, generator=generator)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def is_binary(self) -> bool:
+        return self.hparams.num_classes == 2
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images (N, 3, H, W) in [0, 1] → logits (N, 1) for binary, (N, C) otherwise."""
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.classifier(self.features(images))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Binary: P(class 1) per image, shape (N,). Otherwise softmax over classes, (N, C)."""
+        if self.is_binary:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits, dim=1)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.is_binary:
+            return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+        return F.cross_entropy(logits, labels)
+
+    def _step(self, batch, stage: str, accuracy) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss(logits, labels)
+        # Probabilities, not logits: torchmetrics guesses "logits" only when some value falls
+        # outside [0, 1], so a batch of small logits would be thresholded wrongly.
+        accuracy(self.probabilities(logits.detach()), labels)
+        # Epoch aggregates only: MLflow then gets one value per epoch, like Keras' history.
+        log = {"on_step": False, "on_epoch": True, "batch_size": labels.shape[0]}
+        # sync_dist averages the loss over DDP ranks (accuracy objects sync themselves).
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, **log)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, **log)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.probabilities(self(images))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)

@@ -1,0 +1,1 @@
+"""The text's case study: plant-disease image classification (training and evaluation)."""

@@ -1,0 +1,198 @@
+"""The plant CNN's architecture, outputs and loss, and the datamodule's batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlrepro.data.datamodule import PlantDataModule, images_to_tensor
+from dlrepro.errors import DataError
+from dlrepro.nn.plant_cnn import PlantCNN
+
+CLASSES = ["Diseased", "Healthy"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: these tensors are tiny, and on a machine shared with other jobs two
+    OpenMP threads contending for two cores made each step up to 25× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n) % 2
+
+
+def test_parameter_count_matches_the_texts_keras_model():
+    model = PlantCNN(num_classes=2, image_size=128)
+    assert sum(p.numel() for p in model.parameters()) == 7_392_449
+
+
+def test_width_options_change_the_architecture():
+    model = PlantCNN(image_size=32, conv_channels=(8, 16), dense_units=10)
+    # 32 → 30 → 15 → 13 → 6: 16·6·6 features into the dense layer.
+    assert model.classifier[1].in_features == 16 * 6 * 6
+    assert model.classifier[1].out_features == 10
+
+
+@pytest.mark.parametrize(("num_classes", "shape"), [(2, (4, 1)), (3, (4, 3))])
+def test_forward_gives_one_logit_binary_and_one_per_class_otherwise(num_classes, shape):
+    model = PlantCNN(num_classes=num_classes, image_size=64)
+    logits = model(torch.rand(4, 3, 64, 64))
+    assert logits.shape == shape
+    probs = model.predict_step(torch.rand(4, 3, 64, 64), 0)
+    if num_classes == 2:
+        assert probs.shape == (4,)
+    else:
+        assert probs.shape == (4, 3)
+        torch.testing.assert_close(probs.sum(dim=1), torch.ones(4))
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_channels_last_changes_layout_not_results():
+    images = torch.rand(3, 3, 32, 32)
+    fast, plain = PlantCNN(image_size=32), PlantCNN(image_size=32, channels_last=False)
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.features[0].weight.is_contiguous()
+    torch.testing.assert_close(fast(images), plain(images), rtol=1e-4, atol=1e-5)
+
+
+def test_same_init_seed_builds_the_same_network_whatever_the_global_rng():
+    torch.manual_seed(1)
+    first = PlantCNN(image_size=32, init_seed=7)
+    torch.manual_seed(2)
+    second = PlantCNN(image_size=32, init_seed=7)
+    other = PlantCNN(image_size=32, init_seed=8)
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.features[0].weight, other.features[0].weight)
+
+
+def test_binary_loss_equals_binary_crossentropy_on_the_sigmoid():
+    model = PlantCNN(image_size=32)
+    logits = torch.linspace(-4, 4, 9).unsqueeze(1)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1])
+    expected = F.binary_cross_entropy(torch.sigmoid(logits[:, 0]), labels.float())
+    torch.testing.assert_close(model.loss(logits, labels), expected)
+
+
+def test_multiclass_loss_is_cross_entropy():
+    model = PlantCNN(num_classes=3, image_size=32)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.1, 0.2, 3.0]])
+    labels = torch.tensor([0, 1])
+    expected = -torch.log_softmax(logits, dim=1)[[0, 1], labels].mean()
+    torch.testing.assert_close(model.loss(logits, labels), expected)
+
+
+def test_class_names_must_match_num_classes():
+    with pytest.raises(ValueError, match="3 class names"):
+        PlantCNN(num_classes=2, class_names=["a", "b", "c"])
+
+
+def test_images_become_float_chw_scaled_like_keras_rescale():
+    images = np.array([[[[0, 128, 255]]]], dtype=np.uint8)  # one 1×1 RGB pixel
+    tensor = images_to_tensor(images)
+    assert tensor.shape == (1, 3, 1, 1) and tensor.dtype == torch.float32
+    expected = torch.tensor([0, 128, 255], dtype=torch.float32) * np.float32(1 / 255)
+    torch.testing.assert_close(tensor.flatten(), expected, rtol=0, atol=0)
+
+
+def batches(datamodule: PlantDataModule, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    loader = datamodule.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def numbered_split(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image i is filled with the value i, so a batch tells which rows it holds."""
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, size, size, 3))
+    return np.ascontiguousarray(images), np.arange(n) % 2
+
+
+def rows_of(x: torch.Tensor) -> list[int]:
+    return (x[:, 0, 0, 0] * 255).round().long().tolist()
+
+
+def test_train_batches_are_chw_floats_in_unit_range_covering_every_image_once():
+    images, labels = numbered_split(20, 8)
+    dm = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=6)
+    got = batches(dm)
+    assert [len(y) for _, y in got] == [6, 6, 6, 2]
+    x, y = got[0]
+    assert x.shape == (6, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.min() >= 0 and x.max() <= 1
+    rows = [row for x, _ in got for row in rows_of(x)]
+    assert sorted(rows) == list(range(20)) and rows != sorted(rows)
+    assert torch.equal(torch.cat([y for _, y in got]), torch.from_numpy(labels[rows]))
+
+
+def test_shuffle_is_a_function_of_seed_and_epoch():
+    images, labels = numbered_split(40, 2)
+
+    def order(seed: int, epoch: int) -> list[int]:
+        dm = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=8, seed=seed)
+        return [row for x, _ in batches(dm, epoch) for row in rows_of(x)]
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(1, 0)
+    assert order(0, 0) != order(0, 1)
+
+
+def test_validation_batches_are_in_file_order():
+    images, labels = random_split(10, 4, seed=0)
+    dm = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=4)
+    x = torch.cat([x for x, _ in dm.val_dataloader()])
+    torch.testing.assert_close(x, images_to_tensor(images))
+
+
+def test_hflip_mirrors_some_training_images_only_when_asked():
+    images, labels = random_split(32, 6, seed=0)
+    plain = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=32)
+    flipping = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=32, hflip=True)
+    (x_plain, _), (x_flip, _) = batches(plain)[0], batches(flipping)[0]
+    mirrored = [not torch.equal(a, b) for a, b in zip(x_plain, x_flip, strict=True)]
+    assert 0 < sum(mirrored) < 32
+    for a, b, was_mirrored in zip(x_plain, x_flip, mirrored, strict=True):
+        assert torch.equal(b, a.flip(-1) if was_mirrored else a)
+    assert torch.equal(
+        torch.cat([x for x, _ in flipping.val_dataloader()]), images_to_tensor(images)
+    )
+
+
+def test_datamodule_reads_a_memmap_without_copying_it(tmp_path):
+    images, labels = random_split(12, 8, seed=3)
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    dm = PlantDataModule(CLASSES, mapped, labels, mapped, labels, batch_size=5)
+    assert dm.train.images is mapped
+    x = torch.cat([x for x, _ in dm.val_dataloader()])
+    torch.testing.assert_close(x, images_to_tensor(images))
+
+
+def test_datamodule_with_worker_processes_gives_the_same_batches():
+    images, labels = random_split(16, 4, seed=0)
+    inline = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=4)
+    workers = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=4, num_workers=1)
+    for (a, ya), (b, yb) in zip(batches(inline), batches(workers), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (np.zeros((4, 8, 8), np.uint8), np.zeros(4), "uint8 N×H×W×3"),
+        (np.zeros((4, 8, 8, 3), np.float32), np.zeros(4), "uint8 N×H×W×3"),
+        (np.zeros((4, 8, 8, 3), np.uint8), np.zeros(3), "3 labels for 4 images"),
+        (np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 1, 2, 0]), "outside 0..1"),
+    ],
+)
+def test_unusable_arrays_raise_data_errors(images, labels, message):
+    good_images, good_labels = random_split(4, 8, seed=0)
+    with pytest.raises(DataError, match=message):
+        PlantDataModule(CLASSES, images, labels, good_images, good_labels)

@@ -1,0 +1,276 @@
+"""Training, resuming, checkpoint loading and evaluation of the plant CNN on tiny synthetic data."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from sklearn import metrics as skm
+
+from dlrepro.data.datamodule import PlantDataModule
+from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.evaluate import (
+    confusion_figure,
+    evaluate,
+    misclassified_gallery,
+    roc_figure,
+)
+from dlrepro.plant.train import HISTORY_METRICS, fit_plant_cnn
+
+CLASSES = ["Diseased", "Healthy"]
+SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: these tensors are tiny, and on a machine shared with other jobs two
+    OpenMP threads contending for two cores made each step up to 25× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def leaves(n: int, seed: int, num_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Noise images; class c has +100 in colour channel c: easy, but only from the pixels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % num_classes)
+    images = rng.integers(0, 128, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    for c in range(num_classes):
+        images[labels == c, :, :, c] += 100
+    return images, labels
+
+
+def leaf_datamodule(num_classes: int = 2) -> PlantDataModule:
+    classes = CLASSES if num_classes == 2 else [f"class{c}" for c in range(num_classes)]
+    return PlantDataModule(
+        classes,
+        *leaves(64, seed=1, num_classes=num_classes),
+        *leaves(32, seed=2, num_classes=num_classes),
+        batch_size=16,
+    )
+
+
+def fit(out_dir, max_epochs: int, **kwargs):
+    return fit_plant_cnn(
+        leaf_datamodule(),
+        PlantCNN(image_size=SIZE, class_names=CLASSES),
+        out_dir,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        **kwargs,
+    )
+
+
+def weights(checkpoint) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory):
+    return fit(tmp_path_factory.mktemp("three_epochs"), max_epochs=3)
+
+
+def test_fit_learns_the_easy_task_and_records_every_epoch(three_epochs):
+    result = three_epochs
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert all(set(HISTORY_METRICS) <= row.keys() for row in result.history)
+    assert result.history[-1]["val/acc"] >= 0.9
+    assert result.history[-1]["train/loss"] < result.history[0]["train/loss"]
+    assert result.best_val_acc == max(row["val/acc"] for row in result.history)
+    assert result.best_checkpoint.name == "best.ckpt" and result.best_checkpoint.exists()
+    assert result.last_checkpoint.name == "last.ckpt" and result.last_checkpoint.exists()
+    assert sorted(p.name for p in result.best_checkpoint.parent.iterdir()) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]
+
+
+def test_two_fits_with_the_same_seed_give_identical_weights(three_epochs, tmp_path):
+    again = fit(tmp_path, max_epochs=3)
+    assert_same_weights(weights(again.last_checkpoint), weights(three_epochs.last_checkpoint))
+    assert again.history == three_epochs.history
+
+
+def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_epochs, tmp_path):
+    first = fit(tmp_path, max_epochs=2)
+    assert len(first.history) == 2
+    resumed = fit(tmp_path, max_epochs=3)
+    assert torch.load(resumed.last_checkpoint, weights_only=True)["global_step"] == 3 * 4
+    assert resumed.history == three_epochs.history
+    # Same weights as the uninterrupted run: optimizer state and batch order were restored too.
+    assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
+
+
+def test_without_resume_a_fit_starts_afresh(tmp_path):
+    fit(tmp_path, max_epochs=2)
+    with pytest.warns(UserWarning, match="exists and is not empty"):
+        restarted = fit(tmp_path, max_epochs=1, resume=False)
+    assert [row["epoch"] for row in restarted.history] == [1]
+
+
+def test_early_stopping_ends_the_fit_once_val_acc_stops_improving(tmp_path):
+    result = fit(tmp_path, max_epochs=15, early_stopping_patience=1)
+    assert len(result.history) < 15
+    assert result.history[-1]["val/acc"] <= result.history[-2]["val/acc"]
+
+
+def test_best_checkpoint_loads_with_weights_only(three_epochs):
+    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
+    assert model.hparams.image_size == SIZE
+    assert model.hparams.class_names == CLASSES
+    assert_same_weights(model.state_dict(), weights(three_epochs.best_checkpoint))
+
+
+def test_evaluate_reproduces_the_best_val_acc(three_epochs):
+    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
+    images, labels = leaves(32, seed=2)
+    result = evaluate(model, images, labels, CLASSES, batch_size=10)
+    assert result["accuracy"] == pytest.approx(three_epochs.best_val_acc)
+    assert model.training  # evaluate restores the mode it found
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning 2.6 against torch 2.14, not ours
+def test_trainer_predict_gives_one_probability_per_image(three_epochs):
+    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    probs = torch.cat(trainer.predict(model, datamodule=leaf_datamodule()))
+    assert probs.shape == (32,)
+    _, labels = leaves(32, seed=2)
+    assert ((probs > 0.5).long().numpy() == labels).mean() >= 0.9
+
+
+def test_a_three_class_model_trains_with_cross_entropy(tmp_path):
+    result = fit_plant_cnn(
+        leaf_datamodule(num_classes=3),
+        PlantCNN(num_classes=3, image_size=SIZE),
+        tmp_path,
+        max_epochs=4,
+        accelerator="cpu",
+        enable_progress_bar=False,
+    )
+    assert result.best_val_acc >= 0.8
+
+
+def scored_by_brightness(num_classes: int) -> PlantCNN:
+    """A PlantCNN whose logits the test controls: mean brightness of each colour channel."""
+    model = PlantCNN(num_classes=num_classes, image_size=8, conv_channels=(1,), dense_units=1)
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        channel_means = images.mean(dim=(2, 3))
+        if num_classes == 2:
+            return (channel_means[:, :1] - 0.5) * 8
+        return channel_means * 8
+
+    model.forward = logits
+    return model
+
+
+def noisy_images(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+    """8×8 flat images whose colour hints at the label, with noise enough for every kind of
+    mistake: binary, channel 0 brighter for class 1; otherwise channel c brighter for class c."""
+    rng = np.random.default_rng(seed)
+    levels = np.full((len(labels), 3), 128.0)
+    if num_classes == 2:
+        levels[:, 0] += 40 * (labels - 0.5)
+    else:
+        levels[np.arange(len(labels)), labels] += 30
+    levels += rng.normal(0, 35, levels.shape)
+    pixels = np.clip(levels, 0, 255).astype(np.uint8)[:, None, None, :]
+    return np.ascontiguousarray(np.broadcast_to(pixels, (len(labels), 8, 8, 3)))
+
+
+@pytest.mark.parametrize(("classes", "positive"), [(CLASSES, 0), (["cat", "dog"], 1)])
+def test_binary_metrics_equal_sklearns(classes, positive):
+    labels = np.random.default_rng(0).integers(0, 2, 60)
+    images = noisy_images(labels, 2, seed=1)
+    result = evaluate(scored_by_brightness(2), images, labels, classes, batch_size=16)
+
+    p1 = np.asarray(result["probabilities"])
+    preds = (p1 > 0.5).astype(int)
+    assert result["predictions"] == preds.tolist()
+    assert 0.55 < result["accuracy"] < 0.95  # imperfect, so the comparison below means something
+    assert result["positive_class"] == classes[positive]
+    score = p1 if positive == 1 else 1 - p1
+    expected = {
+        "accuracy": skm.accuracy_score(labels, preds),
+        "precision": skm.precision_score(labels, preds, pos_label=positive),
+        "recall": skm.recall_score(labels, preds, pos_label=positive),
+        "f1": skm.f1_score(labels, preds, pos_label=positive),
+        "roc_auc": skm.roc_auc_score(labels == positive, score),
+    }
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, abs=1e-6), name
+    assert result["confusion_matrix"] == skm.confusion_matrix(labels, preds).tolist()
+    fpr, tpr, _ = skm.roc_curve(labels == positive, score, drop_intermediate=False)
+    np.testing.assert_allclose(result["roc"]["fpr"], fpr, atol=1e-6)
+    np.testing.assert_allclose(result["roc"]["tpr"], tpr, atol=1e-6)
+
+
+def test_multiclass_metrics_equal_sklearns_macro_averages():
+    labels = np.random.default_rng(0).integers(0, 3, 90)
+    images = noisy_images(labels, 3, seed=1)
+    result = evaluate(scored_by_brightness(3), images, labels, ["a", "b", "c"], batch_size=16)
+
+    probs = np.asarray(result["probabilities"])
+    preds = probs.argmax(axis=1)
+    assert result["predictions"] == preds.tolist()
+    assert 0.4 < result["accuracy"] < 0.95
+    expected = {
+        "accuracy": skm.accuracy_score(labels, preds),
+        "precision": skm.precision_score(labels, preds, average="macro"),
+        "recall": skm.recall_score(labels, preds, average="macro"),
+        "f1": skm.f1_score(labels, preds, average="macro"),
+        "roc_auc": skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"),
+    }
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, abs=1e-6), name
+    assert result["confusion_matrix"] == skm.confusion_matrix(labels, preds).tolist()
+    assert sorted(result["roc"]) == ["a", "b", "c"]
+    fpr, tpr, _ = skm.roc_curve(labels == 1, probs[:, 1], drop_intermediate=False)
+    np.testing.assert_allclose(result["roc"]["b"]["fpr"], fpr, atol=1e-6)
+    np.testing.assert_allclose(result["roc"]["b"]["tpr"], tpr, atol=1e-6)
+
+
+def test_gallery_shows_the_most_confident_mistakes_first_and_is_reproducible(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 2, 60)
+    images = noisy_images(labels, 2, seed=1)
+    result = evaluate(scored_by_brightness(2), images, labels, CLASSES)
+    preds, probs = np.asarray(result["predictions"]), np.asarray(result["probabilities"])
+    wrong = np.flatnonzero(preds != labels)
+    assert len(wrong) > 4
+
+    shown = misclassified_gallery(images, labels, preds, probs, CLASSES, tmp_path / "a.png", 4)
+    confidence = np.maximum(probs, 1 - probs)
+    assert len(shown) == 4 and set(shown) <= set(wrong)
+    assert confidence[shown].tolist() == sorted(confidence[wrong], reverse=True)[:4]
+    assert matplotlib.image.imread(tmp_path / "a.png").shape[2] in (3, 4)
+    misclassified_gallery(images, labels, preds, probs, CLASSES, tmp_path / "b.png", 4)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_gallery_without_mistakes_still_writes_its_file(tmp_path):
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    labels = np.array([0, 1, 1])
+    out = tmp_path / "none.png"
+    assert misclassified_gallery(images, labels, labels, [0.1, 0.9, 0.8], CLASSES, out) == []
+    assert out.exists()
+
+
+def test_figures_show_the_counts_and_curves():
+    labels = np.random.default_rng(0).integers(0, 2, 60)
+    result = evaluate(scored_by_brightness(2), noisy_images(labels, 2, seed=1), labels, CLASSES)
+    texts = [t.get_text() for t in confusion_figure(result).axes[0].texts]
+    assert texts == [str(c) for row in result["confusion_matrix"] for c in row]
+    lines = roc_figure(result).axes[0].get_lines()
+    assert len(lines) == 2  # the positive class's curve and the chance diagonal
+    np.testing.assert_allclose(lines[0].get_xdata(), result["roc"]["fpr"])
