@@ -45,7 +45,7 @@ def test_missing_value_is_named(tmp_path):
     params = tmp_path / "params.yaml"
     text = (REPO / "params.yaml").read_text().replace("    lr: 0.1\n", "", 1)
     params.write_text(text)
-    with pytest.raises(ConfigError, match="curriculum.perceptron.lr"):
+    with pytest.raises(ConfigError, match=r"curriculum\.perceptron\.lr"):
         load_config(params)
 
 

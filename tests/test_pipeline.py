@@ -69,6 +69,16 @@ def repo(tmp_path_factory) -> Path:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    # The small profile (fewer images and epochs), as the default of this copy's conf/, so that
+    # `dvc exp run` (which recomposes conf/) keeps it too.
+    config = root / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("- profile: full", "- profile: small"))
+    subprocess.run(
+        [sys.executable, "-m", "dlrepro.config.compose"],
+        cwd=root,
+        check=True,
+        env={**os.environ, "DVC_ROOT": str(root)},
+    )
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
@@ -104,13 +114,17 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_artifacts_and_tags(repo)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     runs = client.search_runs(list(experiments.values()), "tags.`dvc.stage` != ''")
-    by_stage = {r.data.tags["dvc.stage"]: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    by_stage = {
+        r.data.tags["dvc.stage"]: r for r in runs if "mlflow.parentRunId" not in r.data.tags
+    }
     assert sorted(by_stage) == sorted(lock)
     perceptron = by_stage["curriculum-perceptron"]
     assert perceptron.data.params["lr"] == "0.1"
     assert perceptron.data.metrics["AND.accuracy"] == 1.0
     assert len(perceptron.data.tags["dlrepro.git_commit"]) == 40
-    gates_md5 = next(d["md5"] for d in lock["curriculum-perceptron"]["deps"] if d["path"] == "data/gates")
+    gates_md5 = next(
+        d["md5"] for d in lock["curriculum-perceptron"]["deps"] if d["path"] == "data/gates"
+    )
     assert perceptron.data.tags["dvc.md5.data/gates"] == gates_md5
     artifacts = {a.path for a in client.list_artifacts(perceptron.info.run_id, "plots/curriculum")}
     assert artifacts == {"plots/curriculum/perceptron"}
@@ -127,7 +141,9 @@ def test_forced_repro_writes_identical_bytes(repo):
     folders = ["data", "metrics", "plots", "reports"]
     before = digest(repo, folders)
     forced = dvc(repo, "repro", "--force")
-    assert len(ran_stages(forced.stdout)) == len(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    assert len(ran_stages(forced.stdout)) == len(
+        yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    )
     assert digest(repo, folders) == before
 
 

@@ -53,4 +53,8 @@ def test_md5_tags_equal_what_dvc_records(tmp_path):
 
 
 def test_flatten_nests_with_dots():
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {
+        "a.b": 1,
+        "a.c.d": 2,
+        "e": 3,
+    }

@@ -23,3 +23,6 @@ PLOTS = Path("plots")
 REPORTS = Path("reports")
 MODELS = Path("models")
 GATES = DATA / "gates"
+LEAVES = DATA / "plant_disease_dataset"  # the generated dataset, in the text's layout
+CACHE = DATA / "cache"  # decoded uint8 arrays of the dataset `data.path` points at
+PLANT_MODEL_DIR = MODELS / "plant_cnn"

@@ -46,9 +46,97 @@ def load_chapter(root: Path, name: str) -> ChapterOutputs:
     )
 
 
-def errata(chapters: list[ChapterOutputs]) -> list[tuple[str, dict[str, Any]]]:
-    """Every printed result of the text that its own code does not reproduce."""
-    return [(ch.title, f) for ch in chapters for f in ch.findings if not f["matches"]]
+@dataclass
+class CaseStudy:
+    """The plant-disease case study as its stages left it (prepare, train, evaluate)."""
+
+    data: dict[str, Any]
+    train: dict[str, Any]
+    evaluate: dict[str, Any]
+    figures: list[Path]
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        """The text's printed lines against the reproduction's (Lightning on dlrepro's data)."""
+        found = self.data["found"]
+        text_found = [
+            "Found 800 images belonging to 2 classes.",
+            "Found 200 images belonging to 2 classes.",
+        ]
+        rows = [
+            _finding(f"flow_from_directory, {split}", text, ours, "same dataset layout and size")
+            for split, text, ours in zip(("train", "test"), text_found, found, strict=True)
+        ]
+        accuracy = f"Test Accuracy: {self.evaluate['accuracy']:.2f}"
+        rows.append(
+            _finding(
+                "model.evaluate(test_data)",
+                "Test Accuracy: 0.92",
+                accuracy,
+                "the text's photos are not shipped; this is the same CNN on the generated "
+                "leaves (or on the dataset set in data.path), so only the procedure is comparable",
+            )
+        )
+        classes = self.evaluate["classes"]
+        if classes == ["Diseased", "Healthy"]:
+            rows.append(
+                _finding(
+                    "predict_image: which class the sigmoid output means",
+                    '"Diseased" if pred > 0.5 else "Healthy"',
+                    f"output = P({classes[1]}): flow_from_directory numbers classes "
+                    f"alphabetically ({classes[0]}=0, {classes[1]}=1)",
+                    "the text's rule is inverted: with its own folders, pred > 0.5 means "
+                    "Healthy; dlrepro names classes from the model's stored class list",
+                )
+            )
+        rows.append(
+            _finding(
+                "predict_image: colour order",
+                "cv2.imread(img_path) fed to the model as is",
+                "cv2.imread gives BGR; the model trained on RGB (Keras loads RGB)",
+                "the text's custom-image prediction swaps red and blue; dlrepro converts to RGB",
+            )
+        )
+        return rows
+
+
+def _finding(what: str, text: str, ours: str, cause: str) -> dict[str, Any]:
+    return {
+        "what": what,
+        "text": text,
+        "code": ours,
+        "framework": "",
+        "cause": cause,
+        "matches": text == ours,
+    }
+
+
+def load_case_study(root: Path) -> CaseStudy:
+    return CaseStudy(
+        data=json.loads((root / paths.REPORTS / "data.json").read_text()),
+        train=json.loads((root / paths.METRICS / "train.json").read_text()),
+        evaluate=json.loads((root / paths.METRICS / "evaluate.json").read_text()),
+        figures=[
+            root / paths.PLOTS / "data" / "leaves.png",
+            *sorted((root / paths.PLOTS / "train").glob("*.png")),
+            *sorted((root / paths.PLOTS / "evaluate").glob("*.png")),
+        ],
+    )
+
+
+CASE_STUDY_TITLE = "8. Case study: plant disease detection"
+CASE_STUDY_HEADER = ["what", "text prints", "dlrepro prints", "match"]
+CASE_STUDY_FIGURES = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def errata(
+    chapters: list[ChapterOutputs], case: CaseStudy | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every printed result of the text that its own code (or the reproduction) does not give."""
+    rows = [(ch.title, f) for ch in chapters for f in ch.findings if not f["matches"]]
+    if case is not None:
+        rows += [(CASE_STUDY_TITLE, f) for f in case.findings if not f["matches"]]
+    return rows
 
 
 def key_figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
@@ -61,62 +149,102 @@ def key_figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def line(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(str(c).replace("|", "\\|").replace("\n", "<br>") for c in cells)
-            + " |"
-        )
-
-    return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _finding_row(f: dict[str, Any]) -> list[str]:
     return [f["what"], f["text"], f["code"], f["framework"], "yes" if f["matches"] else "no"]
 
 
-def render_markdown(chapters: list[ChapterOutputs], root: Path) -> str:
-    out = [
-        "# The curriculum, reproduced",
-        "",
-        "Each chapter of the text, run two ways: its own numpy code as written (`dlrepro.scratch`) "
-        "and a torch / Lightning version. *Text* is what the text prints; *code* is what its code "
-        "really prints; *framework* is the torch / Lightning value. Regenerate with `dvc repro`.",
-        "",
-        "## Errata: where the text's printed output differs from its own code",
-        "",
-        *_md_table(
-            ["chapter", "what", "text prints", "code prints", "framework", "cause"],
-            [
-                [t, f["what"], f["text"], f["code"], f["framework"], f["cause"]]
-                for t, f in errata(chapters)
-            ],
-        ),
+def _case_row(f: dict[str, Any]) -> list[str]:
+    return [f["what"], f["text"], f["code"], "yes" if f["matches"] else "no"]
+
+
+def _errata_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
+    return [[t, f["what"], f["text"], f["code"], f["framework"], f["cause"]] for t, f in rows]
+
+
+ERRATA_HEADER = ["chapter", "what", "text prints", "code prints", "framework", "cause"]
+INTRO = (
+    "Each chapter of the text, run two ways: its own numpy code as written (dlrepro.scratch) and "
+    "a torch / Lightning version. Text is what the text prints; code is what its code really "
+    "prints; framework is the torch / Lightning value. Regenerate with `dvc repro`."
+)
+
+
+def _case_figures(case: CaseStudy) -> list[tuple[str, str]]:
+    data = case.data
+    counts = "; ".join(
+        f"{split}: " + ", ".join(f"{c} {n}" for c, n in per.items())
+        for split, per in data["counts"].items()
+    )
+    rows = [("dataset", data["source"]), ("images per class", counts)]
+    rows += [
+        ("skipped files", str(len(data["skipped"]))),
+        ("leaks dropped", str(len(data["leaks"]))),
     ]
+    rows += [(k, _fmt(case.evaluate[k])) for k in CASE_STUDY_FIGURES]
+    rows += [
+        ("best val/acc", _fmt(case.train["best_val_acc"])),
+        ("epochs", str(case.train["epochs"])),
+    ]
+    rows.append(("parameters", f"{case.train['parameters']:,}"))
+    return rows
+
+
+def render_markdown(chapters: list[ChapterOutputs], case: CaseStudy, root: Path) -> str:
+    def table(header: list[str], rows: list[list[str]]) -> list[str]:
+        def line(cells: list[str]) -> str:
+            escaped = (str(c).replace("|", "\\|").replace("\n", "<br>") for c in cells)
+            return "| " + " | ".join(escaped) + " |"
+
+        return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
+
+    def image(fig: Path) -> str:
+        return f"![{fig.stem}]({_from_reports(fig, root)})"
+
+    out = ["# The curriculum, reproduced", "", INTRO, ""]
+    out += ["## Errata: where the text's printed output differs from its own code", ""]
+    out += table(ERRATA_HEADER, _errata_rows(errata(chapters, case)))
     for ch in chapters:
-        out += ["", f"## {ch.title}", ""]
-        out += _md_table(FINDING_HEADER, [_finding_row(f) for f in ch.findings])
-        out += ["", "Key figures:", ""]
-        out += _md_table(["metric", "value"], [list(kv) for kv in key_figures(ch.metrics)])
+        out += [
+            "",
+            f"## {ch.title}",
+            "",
+            *table(FINDING_HEADER, [_finding_row(f) for f in ch.findings]),
+        ]
+        out += [
+            "",
+            "Key figures:",
+            "",
+            *table(["metric", "value"], [list(kv) for kv in key_figures(ch.metrics)]),
+        ]
         trace = ch.trace.strip().splitlines()
         shown = trace[:TRACE_LINES_IN_MARKDOWN]
         out += ["", "What the text's code prints:", "", "```", *shown, "```"]
         if len(trace) > len(shown):
-            rest = len(trace) - len(shown)
-            out.append(f"({rest} more lines in `curriculum/{ch.name}/trace.txt`)")
+            out.append(
+                f"({len(trace) - len(shown)} more lines in `curriculum/{ch.name}/trace.txt`)"
+            )
         out += ["", "Framework version:", "", "```", *ch.framework.strip().splitlines(), "```", ""]
-        for fig in ch.figures:
-            out.append(f"![{fig.stem}]({fig.relative_to(root / paths.REPORTS.parent).as_posix()})")
+        out += [image(fig) for fig in ch.figures]
+    out += [
+        "",
+        f"## {CASE_STUDY_TITLE}",
+        "",
+        *table(CASE_STUDY_HEADER, [_case_row(f) for f in case.findings]),
+    ]
+    out += ["", *table(["figure", "value"], [list(kv) for kv in _case_figures(case)]), ""]
+    out += [image(fig) for fig in case.figures]
     return "\n".join(out) + "\n"
 
 
-def render_html(chapters: list[ChapterOutputs]) -> str:
+def _from_reports(fig: Path, root: Path) -> str:
+    """Image links in reports/curriculum.md are relative to reports/."""
+    return "../" + fig.relative_to(root).as_posix()
+
+
+def render_html(chapters: list[ChapterOutputs], case: CaseStudy) -> str:
     def table(header: list[str], rows: list[list[str]], bad_col: int | None = None) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = []
@@ -126,31 +254,22 @@ def render_html(chapters: list[ChapterOutputs]) -> str:
             body.append(f"<tr{cls}>{cells}</tr>")
         return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
+    def image(fig: Path) -> str:
+        data = base64.b64encode(fig.read_bytes()).decode()
+        return f"<p><img alt='{fig.stem}' src='data:image/png;base64,{data}'></p>"
+
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>dlrepro: the curriculum</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "font-size:13px;vertical-align:top;white-space:pre-wrap}tr.bad{background:#fde2e2}"
-        "img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:6px;"
-        "overflow:auto;max-height:30em}</style></head><body>",
+        f"<style>{STYLE}</style></head><body>",
         "<h1>The curriculum, reproduced</h1>",
-        "<p>Each chapter of the text, run two ways: its own numpy code as written and a torch / "
-        "Lightning version. <i>Text</i> is what the text prints; <i>code</i> is what its code "
-        "really prints; <i>framework</i> is the torch / Lightning value.</p>",
+        f"<p>{html.escape(INTRO)}</p>",
         "<h2>Errata: where the text's printed output differs from its own code</h2>",
-        table(
-            ["chapter", "what", "text prints", "code prints", "framework", "cause"],
-            [
-                [t, f["what"], f["text"], f["code"], f["framework"], f["cause"]]
-                for t, f in errata(chapters)
-            ],
-        ),
+        table(ERRATA_HEADER, _errata_rows(errata(chapters, case))),
     ]
     for ch in chapters:
-        rows = [_finding_row(f) for f in ch.findings]
         parts += [
             f"<h2 id='{ch.name}'>{html.escape(ch.title)}</h2>",
-            table(FINDING_HEADER, rows, bad_col=4),
+            table(FINDING_HEADER, [_finding_row(f) for f in ch.findings], bad_col=4),
             "<details><summary>Key figures</summary>",
             table(["metric", "value"], [list(kv) for kv in key_figures(ch.metrics)]),
             "</details>",
@@ -158,20 +277,33 @@ def render_html(chapters: list[ChapterOutputs]) -> str:
             f"<pre>{html.escape(ch.trace)}</pre></details>",
             "<details open><summary>Framework version</summary>",
             f"<pre>{html.escape(ch.framework)}</pre></details>",
+            *(image(fig) for fig in ch.figures),
         ]
-        for fig in ch.figures:
-            data = base64.b64encode(fig.read_bytes()).decode()
-            parts.append(f"<p><img alt='{fig.stem}' src='data:image/png;base64,{data}'></p>")
-    parts.append("</body></html>")
+    parts += [
+        f"<h2 id='case-study'>{html.escape(CASE_STUDY_TITLE)}</h2>",
+        table(CASE_STUDY_HEADER, [_case_row(f) for f in case.findings], bad_col=3),
+        table(["figure", "value"], [list(kv) for kv in _case_figures(case)]),
+        *(image(fig) for fig in case.figures),
+        "</body></html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
-def write_report(root: Path, loaded: list[ChapterOutputs]) -> list[Path]:
-    """Write reports/curriculum.md and reports/index.html from the chapters' outputs."""
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
+    "font-size:13px;vertical-align:top;white-space:pre-wrap}tr.bad{background:#fde2e2}"
+    "img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:6px;"
+    "overflow:auto;max-height:30em}"
+)
+
+
+def write_report(root: Path, chapters: list[ChapterOutputs], case: CaseStudy) -> list[Path]:
+    """Write reports/curriculum.md and reports/index.html from the stages' outputs."""
     reports = root / paths.REPORTS
     reports.mkdir(parents=True, exist_ok=True)
     markdown = reports / "curriculum.md"
-    markdown.write_text(render_markdown(loaded, root))
+    markdown.write_text(render_markdown(chapters, case, root))
     page = reports / "index.html"
-    page.write_text(render_html(loaded))
+    page.write_text(render_html(chapters, case))
     return [markdown, page]

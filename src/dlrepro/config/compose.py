@@ -32,8 +32,13 @@ def main() -> None:
     from dlrepro.config.load import load_config
 
     def _compose() -> None:
-        target = compose(repo_root() / "params.yaml", sys.argv[1:])
-        load_config(target)
+        target = repo_root() / "params.yaml"
+        draft = compose(target.with_suffix(".draft.yaml"), sys.argv[1:])
+        try:
+            load_config(draft)  # an invalid value never reaches params.yaml
+            draft.replace(target)
+        finally:
+            draft.unlink(missing_ok=True)
         print(f"composed conf/ into {target.name}")
 
     run_stage(_compose)

@@ -8,7 +8,7 @@ the range and choice rules live in each field's metadata and are checked by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
@@ -24,7 +24,20 @@ def rule(**checks: Any) -> Any:
 
 @dataclass
 class DataConfig:
+    """The gate tables, and the image dataset of the plant case study."""
+
     gates: list[str] = rule(choices=GATES)
+    source: str = rule(choices=("generated", "folder"))
+    path: str = MISSING  # generated: written here; folder: an ImageFolder dataset to ingest
+    train_size: int = rule(ge=2)  # generated only
+    test_size: int = rule(ge=2)  # generated only
+    raw_size: int = rule(ge=32, le=1024)  # generated only: side of the written JPEGs
+    image_size: int = rule(ge=16, le=1024)  # the network's input side (the text's target_size)
+    test_fraction: float = rule(gt=0, lt=1)  # folder without train/test: stratified split
+    min_side: int = rule(ge=1)  # smaller images are skipped, not upscaled from nothing
+    seed: int = rule(ge=0)
+    batch_size: int = rule(ge=1)
+    num_workers: int = rule(ge=0)
 
 
 @dataclass
@@ -69,21 +82,34 @@ class LossesConfig:
 
 @dataclass
 class OptimizerSpec:
-    """Hyper-parameters of one update rule; each rule reads the ones it uses."""
+    """Hyper-parameters shared by the update rules, in torch.optim's meaning; each rule reads
+    the ones it uses: rho is RMSprop's alpha and Adadelta's rho, momentum_decay is NAdam's."""
 
-    lr: float = rule(gt=0)
+    # The rules with an eps; `eps` needs a value for each one raced (checked in load.py).
+    EPS_RULES: ClassVar[tuple[str, ...]] = ("adagrad", "rmsprop", "adam", "nadam", "adadelta")
+
     momentum: float = rule(ge=0, lt=1)
     beta1: float = rule(ge=0, lt=1)
     beta2: float = rule(ge=0, lt=1)
     rho: float = rule(ge=0, lt=1)
-    eps: float = rule(gt=0)
+    momentum_decay: float = rule(ge=0)
+    eps: dict[str, float] = MISSING
 
 
 @dataclass
 class OptimizerProblem:
-    """One problem the optimizers race on: a start point, a step budget, a rate per rule."""
+    """A function the optimizers race on: a start point, a step budget, a rate per rule."""
 
     start: list[float] = MISSING
+    steps: int = rule(ge=1)
+    lr: dict[str, float] = MISSING
+
+
+@dataclass
+class XorOptimizerProblem:
+    """The text's 2-2-1 XOR net from scratch.mlp.init_params(seed): a step budget, rates."""
+
+    seed: int = rule(ge=0)
     steps: int = rule(ge=1)
     lr: dict[str, float] = MISSING
 
@@ -94,8 +120,7 @@ class OptimizersConfig:
     hyper: OptimizerSpec = field(default_factory=OptimizerSpec)
     quadratic: OptimizerProblem = field(default_factory=OptimizerProblem)
     rosenbrock: OptimizerProblem = field(default_factory=OptimizerProblem)
-    xor_mlp: OptimizerProblem = field(default_factory=OptimizerProblem)
-    xor_seed: int = rule(ge=0)
+    xor_mlp: XorOptimizerProblem = field(default_factory=XorOptimizerProblem)
 
 
 @dataclass
@@ -130,6 +155,48 @@ class CurriculumConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The text's CNN: Conv(conv1) -> Pool -> Conv(conv2) -> Pool -> Dense(dense) -> head."""
+
+    name: str = rule(choices=("plant_cnn",))
+    conv1: int = rule(ge=1)
+    conv2: int = rule(ge=1)
+    dense: int = rule(ge=1)
+    channels_last: bool = MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    """The plant CNN's optimizer (`conf/optimizer/`): Adam, as the text's `optimizer='adam'`."""
+
+    name: str = rule(choices=("adam",))
+    lr: float = rule(gt=0)
+    beta1: float = rule(ge=0, lt=1)
+    beta2: float = rule(ge=0, lt=1)
+    eps: float = rule(gt=0)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings for the plant CNN (`conf/trainer/`: single, ddp, gpu)."""
+
+    accelerator: str = rule(choices=("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: Any = MISSING  # int, list of ids, or "auto"
+    strategy: str = MISSING  # auto, ddp, ddp_spawn, fsdp, ...
+    num_nodes: int = rule(ge=1)
+    max_epochs: int = rule(ge=1)
+    precision: str = rule(choices=("32-true", "16-mixed", "bf16-mixed"))
+    deterministic: bool = MISSING
+    early_stopping_patience: int = rule(ge=0)  # 0: off
+    enable_progress_bar: bool = MISSING
+    resume: bool = MISSING  # continue from models/plant_cnn/last.ckpt after an interruption
+
+
+@dataclass
 class Config:
+    seed: int = rule(ge=0)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

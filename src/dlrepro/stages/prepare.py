@@ -1,29 +1,60 @@
-"""DVC stage `prepare`: write the datasets every later stage reads.
+"""DVC stage `prepare`: the gate tables, and the validated uint8 cache of the image dataset.
 
 python -m dlrepro.stages.prepare
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.data.gates import write_gates
-from dlrepro.outputs import fresh_dir
+from dlrepro.data.ingest import ingest
+from dlrepro.errors import ConfigError
+from dlrepro.outputs import fresh_dir, write_json
 from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
 
 
 def main() -> None:
     root = paths.repo_root()
-    cfg = load_config(root / "params.yaml")
+    data = load_config(root / "params.yaml").data
+    if data.source == "generated" and data.path != paths.LEAVES.as_posix():
+        raise ConfigError(
+            f"data.path={data.path!r}: source=generated reads {paths.LEAVES.as_posix()}; "
+            "set data.source=folder to ingest your own dataset"
+        )
+    source = root / data.path
     ensure_reachable()
-    with stage_run("prepare", "data", dataclasses.asdict(cfg.data), inputs=[]) as run:
-        gates_dir = fresh_dir(root / paths.GATES)
-        written = write_gates(gates_dir, cfg.data.gates)
-        log_outcome(run.info.run_id, {"gates": len(written)}, {}, [gates_dir])
-    print(f"prepare: wrote {len(written)} gate tables to {paths.GATES}")
+    params = {
+        "gates": data.gates,
+        "source": data.source,
+        "path": data.path,
+        "image_size": data.image_size,
+        "test_fraction": data.test_fraction,
+        "min_side": data.min_side,
+        "seed": data.seed,
+    }
+    inputs = [source] if source.is_dir() else []
+    with stage_run("prepare", "data", params, inputs) as run:
+        report = ingest(
+            source,
+            root / paths.CACHE,
+            data.image_size,
+            data.test_fraction,
+            data.seed,
+            data.min_side,
+        )
+        report.source = data.path  # as configured, not this machine's absolute path
+        report_path = write_json(root / paths.REPORTS / "data.json", report.to_dict())
+        gates = write_gates(fresh_dir(root / paths.GATES), data.gates)
+        summary = {
+            "gates": len(gates),
+            "images": report.counts,
+            "skipped": len(report.skipped),
+            "leaks": len(report.leaks),
+        }
+        log_outcome(run.info.run_id, summary, {}, [report_path, root / paths.GATES])
+    print(f"prepare: cache in {paths.CACHE}, data report in {report_path.relative_to(root)}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.curriculum import CHAPTERS
-from dlrepro.report import errata, load_chapter, write_report
+from dlrepro.report import errata, load_case_study, load_chapter, write_report
 from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
 
 
@@ -18,9 +18,10 @@ def main() -> None:
     load_config(root / "params.yaml")
     ensure_reachable()
     chapters = [load_chapter(root, name) for name in CHAPTERS]
+    case = load_case_study(root)
     with stage_run("report", "curriculum", {"chapters": list(CHAPTERS)}, inputs=[]) as run:
-        written = write_report(root, chapters)
-        mismatches = len(errata(chapters))
+        written = write_report(root, chapters, case)
+        mismatches = len(errata(chapters, case))
         log_outcome(run.info.run_id, {"errata": mismatches}, {}, written)
     print(f"report: {mismatches} errata; open {written[1].relative_to(root)} in a browser")
 

@@ -1,0 +1,71 @@
+"""DVC stage `evaluate`: the best checkpoint on the test split; metrics, ROC, confusion, mistakes.
+
+python -m dlrepro.stages.evaluate
+"""
+
+from __future__ import annotations
+
+from dlrepro import paths
+from dlrepro.cli import run_stage
+from dlrepro.config import load_config
+from dlrepro.errors import DataError
+from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+
+SCALARS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def main() -> None:
+    root = paths.repo_root()
+    cfg = load_config(root / "params.yaml")
+    ensure_reachable()
+
+    from dlrepro.data.ingest import load_split
+    from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
+    from dlrepro.plant.evaluate import (
+        confusion_figure,
+        evaluate,
+        misclassified_gallery,
+        roc_figure,
+    )
+
+    checkpoint = root / paths.PLANT_MODEL_DIR / "best.ckpt"
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint.relative_to(root)} not found: run `dvc repro train` first")
+    model = PlantCNN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    cache = root / paths.CACHE
+    images, labels, classes = load_split(cache, "test")
+    with stage_run("evaluate", "plant", {"checkpoint": "best.ckpt"}, [cache, checkpoint]) as run:
+        result = evaluate(model, images, labels, classes, batch_size=cfg.data.batch_size)
+        plots = fresh_dir(root / paths.PLOTS / "evaluate")
+        save_figure(confusion_figure(result), plots / "confusion.png")
+        if result["average"] == "binary":
+            save_figure(roc_figure(result), plots / "roc.png")
+            roc = result["roc"]
+            write_csv(
+                plots / "roc.csv",
+                [{"fpr": f, "tpr": t} for f, t in zip(roc["fpr"], roc["tpr"], strict=True)],
+            )
+        write_csv(
+            plots / "predictions.csv",
+            [
+                {"actual": classes[a], "predicted": classes[p]}
+                for a, p in zip(result["labels"], result["predictions"], strict=True)
+            ],
+        )
+        misclassified_gallery(
+            images,
+            result["labels"],
+            result["predictions"],
+            result["probabilities"],
+            classes,
+            plots / "misclassified.png",
+        )
+        summary = {k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")}
+        metrics = write_json(root / paths.METRICS / "evaluate.json", summary)
+        log_outcome(run.info.run_id, {k: result[k] for k in SCALARS}, {}, [metrics, plots])
+    print(f"\nTest Accuracy: {result['accuracy']:.2f}")  # the text's own line
+
+
+if __name__ == "__main__":
+    run_stage(main)
