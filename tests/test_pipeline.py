@@ -7,34 +7,14 @@ One module-scoped copy runs the pipeline once; the tests then read what it left 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from workspace import clone_copy, dvc, ran_stages
 
 pytestmark = pytest.mark.slow
-
-
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
 def digest(root: Path, folders: list[str]) -> dict[str, str]:
@@ -48,43 +28,8 @@ def digest(root: Path, folders: list[str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A fresh clone-like copy (the files git would carry), with one `dvc repro` done."""
-    root = tmp_path_factory.mktemp("repo")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, listed):
-        source = REPO / rel
-        if source.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / rel)
-    # The embedded results are not part of a clone: start from nothing but code and config.
-    for produced in ("dvc.lock", "metrics"):
-        path = root / produced
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    # The small profile (fewer images and epochs), as the default of this copy's conf/, so that
-    # `dvc exp run` (which recomposes conf/) keeps it too.
-    config = root / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("- profile: full", "- profile: small"))
-    subprocess.run(
-        [sys.executable, "-m", "dlrepro.config.compose"],
-        cwd=root,
-        check=True,
-        env={**os.environ, "DVC_ROOT": str(root)},
-    )
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"],
-    ):
-        subprocess.run(cmd, cwd=root, check=True)
+    """A fresh clone-like copy on the small profile, with one `dvc repro` done."""
+    root = clone_copy(tmp_path_factory.mktemp("repo"))
     first = dvc(root, "repro")
     (root / "first_run.log").write_text(first.stdout)
     return root
