@@ -34,7 +34,7 @@ params: $(STAMP)  ## recompose params.yaml from conf/ (what `dvc exp run` does i
 	$(PY) -m dlrepro.config.compose
 
 ui: $(STAMP)      ## MLflow UI on the embedded store: http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 clean:            ## remove the environment and the embedded MLflow store (DVC outputs stay)
 	rm -rf $(VENV) mlflow.db mlruns
