@@ -7,13 +7,20 @@ from pathlib import Path
 
 
 def repo_root() -> Path:
-    """DVC_ROOT inside a DVC stage; otherwise the nearest folder above cwd holding dvc.yaml."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
+    """The workspace a stage runs in: the nearest folder above cwd holding dvc.yaml (DVC starts
+    every stage in its wdir, here the root), else DVC_ROOT, else cwd.
+
+    cwd comes first because DVC_ROOT is not always the workspace: a queued experiment
+    (`dvc exp run --queue`, `--temp`) runs in a copy under .dvc/tmp/exps/, and DVC then sets
+    DVC_ROOT to the main repository; a stage trusting it would read the main params.yaml and
+    overwrite the main workspace's outputs.
+    """
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file():
             return folder
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
     return here
 
 

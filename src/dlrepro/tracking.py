@@ -1,7 +1,8 @@
 """MLflow for every stage: where runs go, the tags they carry, and a fail-fast reachability check.
 
 Embedded default: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlruns`, both ignored by
-git. Set MLFLOW_TRACKING_URI to use a team server instead. One MLflow experiment per stage family
+git, in the main repository even for a queued experiment (see `store_root`). Set
+MLFLOW_TRACKING_URI to use a team server instead. One MLflow experiment per stage family
 (`dlrepro-data`, `dlrepro-curriculum`, ...); runs from the same code and params share the tag
 `dlrepro.pipeline_id`, and `dvc exp run` adds `dvc.exp_name`, so one `dvc repro` can be filtered
 in the UI with `tags.dlrepro.pipeline_id = '...'`.
@@ -29,9 +30,21 @@ EXPERIMENT_PREFIX = "dlrepro-"
 HEALTH_TIMEOUT_S = 5.0
 
 
+def store_root() -> Path:
+    """The folder of the embedded store: DVC_ROOT when DVC runs the stage, else the repo root.
+
+    The two differ for a queued experiment (`dvc exp run --queue` / `--temp`): its stages run in
+    a throwaway copy under <repo>/.dvc/tmp/exps/, and DVC sets DVC_ROOT to the main repository,
+    so the experiment's runs land in the main mlflow.db instead of being deleted with the copy.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    return repo_root()
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store at the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store (see `store_root`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
 
 
 def ensure_reachable(uri: str | None = None) -> str:
@@ -121,7 +134,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def experiment_id(family: str) -> str:
-    """Get or create the family's experiment; embedded runs keep artifacts under <repo>/mlruns."""
+    """Get or create the family's experiment; embedded runs keep artifacts beside the store."""
     import mlflow
 
     name = EXPERIMENT_PREFIX + family
@@ -130,7 +143,7 @@ def experiment_id(family: str) -> str:
         return found.experiment_id
     location = None
     if tracking_uri().startswith("sqlite:"):
-        location = (repo_root() / "mlruns").as_uri()
+        location = (store_root() / "mlruns").as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 
