@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -26,9 +27,45 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-config", help="validate params.yaml and print it")
     check.add_argument("params", nargs="?", default="params.yaml")
+    predict = sub.add_parser(
+        "predict",
+        help="classify leaf images with the exported model",
+        description="Predict each image (a folder stands for its image files) with the ONNX "
+        "export; exit status 1 when an image could not be read, 2 when the model cannot be used.",
+    )
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument(
+        "--model",
+        help="an .onnx export or a .ckpt checkpoint (default: models/plant_cnn.onnx, else the "
+        "training checkpoint)",
+    )
+    predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    predict.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         run_stage(lambda: _check_config(args.params))
+    elif args.command == "predict":
+        run_stage(lambda: _predict(args))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from dlrepro.predict import run  # onnxruntime and OpenCV: only for this command
+
+    try:
+        status = run(args.paths, args.model, args.format, args.batch_size)
+    except BrokenPipeError:  # `dlrepro predict folder | head`: the reader has had enough
+        # Python would report the broken pipe again while flushing stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    if status:
+        sys.exit(status)
 
 
 def _check_config(path: str) -> None:

@@ -1,0 +1,259 @@
+"""A trained plant CNN → ONNX and a `torch.export` program, each proven to answer as the checkpoint.
+
+What is exported is the checkpoint's `PlantCNN` in eval mode *with its output activation*: the
+graph answers class probabilities (N, C), column i = P(classes[i]), so the ONNX file, the
+registered MLflow model and the served endpoint all answer probabilities, with no sigmoid left to
+the caller. For the text's binary model the columns are [1 − p, p] with p = sigmoid(logit) =
+P(classes[1]), computed exactly as `PlantCNN.probabilities` computes p.
+
+The graph's input is float32 (N, 3, S, S): RGB, NCHW, uint8 pixels × 1/255 (training's
+`images_to_tensor`), with a dynamic batch dimension. What inference needs to know is embedded in
+the ONNX file's metadata_props (see the META_* keys in `dlrepro.predict`), so a reader of the
+file never guesses the class order or the scaling.
+
+Formats:
+
+- ONNX (`torch.onnx.export`, the dynamo exporter) saved as one self-contained file: the weights
+  (≈30 MB at 128 px) are far below protobuf's 2 GB limit, so there is no `.onnx.data` side file
+  to lose. ONNX Runtime runs it without torch (`dlrepro.predict`).
+- `torch.export` program (`.pt2`, `torch.export.save`), the second format, for Python consumers
+  that have torch: it is the same graph capture the ONNX exporter starts from, loads without the
+  model's source code, and is the format torch develops, where TorchScript (`torch.jit`) is
+  deprecated. `.pt2` archives name their root folder after the file stem, so the file is written
+  under its final name (in a temporary folder) to keep its bytes stable.
+
+Parity: both exports and the checkpoint predict the whole test split; the largest absolute
+difference of any probability must be ≤ `tolerance` (1e-5) and every label (the most probable
+class) must agree, else `ParityError` (one line) and nothing is written. Both files are
+byte-identical across runs on the same machine and library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlrepro.data.datamodule import images_to_tensor
+from dlrepro.errors import DataError, DlreproError
+from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.predict import (
+    DEFAULT_MIN_SIDE,
+    META_CHANNEL_ORDER,
+    META_CLASSES,
+    META_IMAGE_SIZE,
+    META_LAYOUT,
+    META_MIN_SIDE,
+    META_OUTPUT,
+    META_SCALE,
+    OnnxModel,
+)
+
+PARITY_TOLERANCE = 1e-5
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+PROGRAM_SUFFIX = ".pt2"
+
+
+class ParityError(DlreproError):
+    """An export answers differently from the checkpoint it was made from."""
+
+
+def load_checkpoint(path: str | Path) -> PlantCNN:
+    """The PlantCNN in `path`, on the CPU, in eval mode (weights-only unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint; run `dvc repro train` first")
+    try:
+        model = PlantCNN.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and Lightning raise many kinds for a bad file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a usable PlantCNN checkpoint ({reason})") from None
+    return model.eval()
+
+
+def class_probabilities(model: PlantCNN, images: torch.Tensor) -> torch.Tensor:
+    """(N, C) class probabilities: the binary model's P(classes[1]) becomes [1 − p, p]."""
+    probabilities = model.probabilities(model(images))
+    if model.is_binary:
+        return torch.stack([1 - probabilities, probabilities], dim=1)
+    return probabilities
+
+
+class ProbabilityModel(nn.Module):
+    """The exported graph: PlantCNN + its output activation, images → class probabilities."""
+
+    def __init__(self, model: PlantCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(self.model, images)
+
+
+def torch_probabilities(model: PlantCNN, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The checkpoint's answer on uint8 RGB (N, S, S, 3), batched, as evaluation computes it."""
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = images_to_tensor(images[start : start + batch_size])
+            chunks.append(class_probabilities(model, batch).numpy())
+    return np.concatenate(chunks)
+
+
+def onnx_metadata(model: PlantCNN, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
+    hparams = model.hparams
+    if not hparams.get("class_names"):
+        raise DataError("the checkpoint names no classes (class_names): retrain it with names")
+    return {
+        META_CLASSES: json.dumps(list(hparams.class_names)),
+        META_IMAGE_SIZE: str(hparams.image_size),
+        META_MIN_SIDE: str(min_side),
+        META_CHANNEL_ORDER: "RGB",
+        META_LAYOUT: "NCHW",
+        META_SCALE: "1/255",
+        META_OUTPUT: f"{OUTPUT_NAME}: float32 (N, C), column i = P(classes[i]), rows sum to 1",
+    }
+
+
+def _example_and_shapes(model: PlantCNN) -> tuple[tuple[torch.Tensor], dict]:
+    size = model.hparams.image_size
+    # batch 2 in the example: torch.export specialises a dimension whose example size is 1
+    example = (torch.zeros(2, 3, size, size),)
+    return example, {"images": {0: torch.export.Dim("batch", min=1)}}
+
+
+def export_onnx(model: PlantCNN, path: str | Path, min_side: int = DEFAULT_MIN_SIDE) -> Path:
+    """Write `model` (with its output activation) as one self-contained ONNX file with metadata."""
+    path = Path(path)
+    example, shapes = _example_and_shapes(model)
+    program = torch.onnx.export(
+        ProbabilityModel(model).eval(),
+        example,
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=shapes,
+        external_data=False,
+        verbose=False,
+    )
+    program.model.metadata_props.update(onnx_metadata(model, min_side))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(path, external_data=False)
+    return path
+
+
+def export_program(model: PlantCNN, path: str | Path) -> Path:
+    """Write `model` (with its output activation) as a `torch.export` program archive."""
+    path = Path(path)
+    example, shapes = _example_and_shapes(model)
+    program = torch.export.export(ProbabilityModel(model).eval(), example, dynamic_shapes=shapes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # torch warns about weights it cannot place on a device; ours are all on the CPU
+        warnings.filterwarnings("ignore", message="No complete tensor found")
+        torch.export.save(program, path)
+    return path
+
+
+def onnx_probabilities(path: str | Path, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    model = OnnxModel(path)
+    return np.concatenate(
+        [model.probabilities(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
+    )
+
+
+def program_probabilities(path: str | Path, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    module = torch.export.load(path).module()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            chunks.append(module(images_to_tensor(images[start : start + batch_size])).numpy())
+    return np.concatenate(chunks)
+
+
+def check_parity(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, float | int]:
+    """Figures of `candidate` against the checkpoint's `reference` probabilities (N, C); raises
+    ParityError when a probability differs by more than `tolerance` or a label differs."""
+    if candidate.shape != reference.shape:
+        raise ParityError(f"{name}: answers {candidate.shape}, the checkpoint {reference.shape}")
+    max_abs_diff = float(np.max(np.abs(candidate.astype(np.float64) - reference)))
+    label_mismatches = int(np.sum(candidate.argmax(axis=1) != reference.argmax(axis=1)))
+    if not max_abs_diff <= tolerance or label_mismatches:  # `not <=` also catches NaN
+        raise ParityError(
+            f"{name} export disagrees with the checkpoint on {len(reference)} test images: "
+            f"max |Δ probability| = {max_abs_diff:.3g} (tolerance {tolerance:g}), "
+            f"{label_mismatches} labels differ"
+        )
+    return {
+        "images": len(reference),
+        "max_abs_diff": max_abs_diff,
+        "label_mismatches": label_mismatches,
+    }
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    onnx_path: str | Path,
+    program_path: str | Path,
+    test_images: np.ndarray,
+    min_side: int = DEFAULT_MIN_SIDE,
+    batch_size: int = 64,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, object]:
+    """Export `checkpoint` to `onnx_path` and `program_path` and prove both on `test_images`
+    (uint8 RGB, N × S × S × 3, e.g. the cached test split).
+
+    Returns the parity figures per format. The files are written next to their destinations
+    first and moved into place only when both pass, so a failed parity (ParityError) leaves
+    earlier exports as they were. min_side: recorded in the ONNX metadata, the ingest's
+    smallest accepted image side. batch_size: images per forward pass while comparing.
+    """
+    onnx_path, program_path = Path(onnx_path), Path(program_path)
+    if len(test_images) == 0:
+        raise DataError("no test images to prove the exports on")
+    model = load_checkpoint(checkpoint)
+    size = model.hparams.image_size
+    if test_images.shape[1:] != (size, size, 3):
+        raise DataError(
+            f"{checkpoint}: takes {size}×{size} RGB images, the test images are "
+            f"{'×'.join(map(str, test_images.shape[1:]))}: retrain on the current cache"
+        )
+    reference = torch_probabilities(model, test_images, batch_size)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".export-") as staging:
+        staged_onnx = export_onnx(model, Path(staging) / onnx_path.name, min_side)
+        staged_program = export_program(model, Path(staging) / program_path.name)
+        figures = {
+            "onnx": check_parity(
+                "ONNX",
+                reference,
+                onnx_probabilities(staged_onnx, test_images, batch_size),
+                tolerance,
+            ),
+            "torch_export": check_parity(
+                "torch.export",
+                reference,
+                program_probabilities(staged_program, test_images, batch_size),
+                tolerance,
+            ),
+        }
+        program_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_onnx, onnx_path)
+        os.replace(staged_program, program_path)
+    return {
+        **figures,
+        "tolerance": tolerance,
+        "classes": json.loads(onnx_metadata(model)[META_CLASSES]),
+    }

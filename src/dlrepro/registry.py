@@ -1,0 +1,111 @@
+"""The exported ONNX model in the MLflow Model Registry, as versions of `plant-cnn`.
+
+A version is the ONNX file logged with `mlflow.onnx.log_model` into the active run (the export
+stage's), so it links back to that run's params, tags and parity metrics. It carries:
+
+- a signature inferred from a float32 input example of two real test images, preprocessed as the
+  model expects (RGB, NCHW, × 1/255) and the answer to it: the served model checks inputs against
+  it, and pyfunc's `predict` returns `{"probabilities": array (N, C)}`;
+- the ONNX metadata (class names, input size, scaling) in the MLmodel file's `metadata`;
+- version tags: `git_commit` (the code), `data_md5` (the training cache, as dvc.lock records it)
+  and `onnx_md5` (the file's bytes);
+- pinned pip requirements of this environment (so MLflow need not infer them) and the CPU
+  execution provider only (MLflow's default also asks for CUDA and warns where there is none).
+
+The ONNX file is stored self-contained (`save_as_external_data=False`; MLflow's default splits
+the weights into a side file).
+
+A new version is created only when the ONNX bytes differ from the latest version's `onnx_md5`:
+DVC reruns the export stage only when its dependencies change, but a change that leaves the
+model as it was (a comment in the code, `dvc repro --force`) then does not add a duplicate.
+
+mlflow is imported inside the functions (≈3 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlrepro.predict import OnnxModel
+from dlrepro.tracking import file_md5
+
+MODEL_NAME = "plant-cnn"
+ARTIFACT_NAME = "model"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    created: bool  # False: the latest version already held these ONNX bytes
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def register_onnx(
+    onnx_path: str | Path,
+    input_example: np.ndarray,
+    tags: dict[str, str],
+    name: str = MODEL_NAME,
+) -> RegisteredVersion:
+    """Log `onnx_path` into the active MLflow run (or a new one) and register it as a version of
+    `name`, tagged with `tags` and `onnx_md5`.
+
+    input_example: float32 (N ≥ 2, 3, S, S), as the model takes it (`predict.to_model_input`).
+    """
+    import mlflow
+    import onnx
+    import onnxruntime
+
+    onnx_path = Path(onnx_path)
+    if input_example.dtype != np.float32 or len(input_example) < 2:
+        raise ValueError("input_example must be float32 with at least two images")
+    md5 = file_md5(onnx_path)
+    client = mlflow.MlflowClient()
+    latest = latest_version(client, name)
+    if latest is not None and latest.tags.get("onnx_md5") == md5:
+        return RegisteredVersion(name, str(latest.version), created=False)
+
+    model = OnnxModel(onnx_path)
+    answer = {model.output_name: model.run(input_example)}
+    metadata = model.session.get_modelmeta().custom_metadata_map
+    info = mlflow.onnx.log_model(
+        onnx.load(onnx_path),
+        name=ARTIFACT_NAME,
+        registered_model_name=name,
+        signature=mlflow.models.infer_signature(input_example, answer),
+        input_example=input_example,
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        pip_requirements=[
+            f"onnx=={onnx.__version__}",
+            f"onnxruntime=={onnxruntime.__version__}",
+            f"numpy=={np.__version__}",
+        ],
+        metadata=dict(metadata),
+    )
+    version = str(info.registered_model_version)
+    for key, value in {**tags, "onnx_md5": md5}.items():
+        client.set_model_version_tag(name, version, key, value)
+    return RegisteredVersion(name, version, created=True)
+
+
+def latest_version(client: Any, name: str = MODEL_NAME) -> Any | None:
+    """The highest version of `name` (an mlflow ModelVersion), or None when there is none."""
+    found = client.search_model_versions(
+        f"name = '{name}'", order_by=["version_number DESC"], max_results=1
+    )
+    return found[0] if found else None
+
+
+def load_version(version: str | int, name: str = MODEL_NAME) -> Any:
+    """The registered version as an MLflow pyfunc model (from the current tracking store)."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")

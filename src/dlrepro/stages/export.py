@@ -1,0 +1,71 @@
+"""DVC stage `export`: the best checkpoint → ONNX + torch.export program, proven on the test split,
+and registered in MLflow as a new version of `plant-cnn`.
+
+python -m dlrepro.stages.export
+
+Parity failure (a probability off by more than 1e-5, or any label different) stops the stage in
+one line (exit 2) and leaves earlier exports in place. DVC reruns this stage only when the
+checkpoint, the test data or the export code changes; a rerun that produces the same ONNX bytes
+does not add a registry version (see `dlrepro.registry`).
+"""
+
+from __future__ import annotations
+
+from dlrepro import paths
+from dlrepro.cli import run_stage
+from dlrepro.config import load_config
+from dlrepro.errors import DataError
+from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+
+PROGRAM = paths.MODELS / "plant_cnn.pt2"
+
+
+def main() -> None:
+    root = paths.repo_root()
+    cfg = load_config(root / "params.yaml")
+    ensure_reachable()
+
+    from dlrepro.data.ingest import load_split
+    from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
+    from dlrepro.outputs import write_json
+    from dlrepro.predict import CHECKPOINT, ONNX_MODEL, to_model_input
+    from dlrepro.registry import register_onnx
+    from dlrepro.tracking import dvc_md5, git_commit
+
+    checkpoint = root / CHECKPOINT
+    if not checkpoint.is_file():
+        raise DataError(f"{CHECKPOINT}: not found: run `dvc repro train` first")
+    cache = root / paths.CACHE
+    images, _, _ = load_split(cache, "test")
+    params = {
+        "checkpoint": CHECKPOINT.as_posix(),
+        "parity_tolerance": PARITY_TOLERANCE,
+        "min_side": cfg.data.min_side,
+    }
+    with stage_run("export", "plant", params, [cache, checkpoint]) as run:
+        figures = export_checkpoint(
+            checkpoint,
+            root / ONNX_MODEL,
+            root / PROGRAM,
+            images,
+            min_side=cfg.data.min_side,
+            batch_size=cfg.data.batch_size,
+            tolerance=PARITY_TOLERANCE,
+        )
+        metrics = write_json(root / paths.METRICS / "export.json", figures)
+        registered = register_onnx(
+            root / ONNX_MODEL,
+            to_model_input(images[:2]),
+            tags={"git_commit": git_commit(), "data_md5": dvc_md5(cache)},
+        )
+        log_outcome(run.info.run_id, figures, {}, [metrics])
+    onnx = figures["onnx"]
+    state = "registered as" if registered.created else "unchanged, still"
+    print(
+        f"export: {ONNX_MODEL} and {PROGRAM}: max |Δ probability| {onnx['max_abs_diff']:.2g} "
+        f"on {onnx['images']} test images; {state} {registered.uri}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

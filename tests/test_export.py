@@ -1,0 +1,235 @@
+"""ONNX and torch.export exports of the plant CNN: parity with the checkpoint, metadata, dynamic
+batch, self-contained and byte-stable files, and the one-line failure when parity breaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from dlrepro import export
+from dlrepro.data.datamodule import images_to_tensor
+from dlrepro.errors import DataError
+from dlrepro.export import ParityError, check_parity, export_checkpoint, load_checkpoint
+from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.predict import OnnxModel, to_model_input
+
+CLASSES = ["Diseased", "Healthy"]
+SMALL = {"image_size": 32, "conv_channels": (4, 8), "dense_units": 8}
+TEXT = {"image_size": 128}  # the text's architecture: 7,392,449 parameters, ≈30 MB of weights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: two OpenMP threads on a shared 2-core machine only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Noise at a random brightness per image, so that a network's answers differ between them."""
+    rng = np.random.default_rng(seed)
+    brightness = rng.uniform(0.1, 1.0, (n, 1, 1, 1))
+    return (rng.integers(0, 256, (n, size, size, 3)) * brightness).astype(np.uint8)
+
+
+def write_checkpoint(path: Path, classes=CLASSES, **arch) -> PlantCNN:
+    """A Lightning checkpoint of a randomly initialised PlantCNN whose output layer is rescaled
+    so that its logits on random images have mean 0 and std 3: its probabilities then spread
+    over (0, 1) rather than sitting at 0.5 or saturating, and parity is a real comparison."""
+    model = PlantCNN(num_classes=len(classes), class_names=classes, init_seed=3, **arch).eval()
+    size = model.hparams.image_size
+    output = model.classifier[-1]
+    with torch.no_grad():
+        logits = model(images_to_tensor(random_images(64, size, seed=99)))  # output bias is 0
+        scale = 3 / logits.std(dim=0).clamp_min(1e-12)
+        output.weight.mul_(scale[:, None])
+        output.bias.copy_(-(logits * scale).mean(dim=0))
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return model
+
+
+@pytest.mark.parametrize("arch", [SMALL, TEXT], ids=["32px", "128px-text"])
+def test_exports_answer_as_the_checkpoint(tmp_path, arch):
+    write_checkpoint(tmp_path / "best.ckpt", **arch)
+    size = arch["image_size"]
+    images = random_images(12, size)
+    onnx_path, program_path = tmp_path / "out" / "m.onnx", tmp_path / "out" / "m.pt2"
+
+    figures = export_checkpoint(tmp_path / "best.ckpt", onnx_path, program_path, images)
+
+    for name in ("onnx", "torch_export"):
+        assert figures[name]["images"] == 12
+        assert figures[name]["max_abs_diff"] <= 1e-5
+        assert figures[name]["label_mismatches"] == 0
+    # one self-contained ONNX file (no external-data side file), no staging left behind
+    assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["m.onnx", "m.pt2"]
+    reference = export.torch_probabilities(load_checkpoint(tmp_path / "best.ckpt"), images)
+    assert reference[:, 1].std() > 0.05  # the model answers more than 0.5: parity means something
+    np.testing.assert_allclose(OnnxModel(onnx_path).probabilities(images), reference, atol=1e-5)
+
+
+def test_onnx_metadata_says_what_inference_needs(tmp_path):
+    write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    path = export.export_onnx(load_checkpoint(tmp_path / "best.ckpt"), tmp_path / "m.onnx", 20)
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["classes"]) == CLASSES
+    assert props["image_size"] == "32"
+    assert props["min_side"] == "20"
+    assert (props["channel_order"], props["layout"], props["scale"]) == ("RGB", "NCHW", "1/255")
+    assert "P(classes[i])" in props["output"]
+    info = OnnxModel(path).info
+    assert (info.classes, info.image_size, info.min_side) == (CLASSES, 32, 20)
+
+
+def test_batch_dimension_is_dynamic_in_both_formats(tmp_path):
+    model = write_checkpoint(tmp_path / "best.ckpt", **SMALL).eval()
+    onnx_model = OnnxModel(export.export_onnx(model, tmp_path / "m.onnx"))
+    assert onnx_model.session.get_inputs()[0].shape == ["batch", 3, 32, 32]
+    program = export.export_program(model, tmp_path / "m.pt2")
+    for n in (1, 3, 7):
+        images = random_images(n, 32, seed=n)
+        reference = export.torch_probabilities(model, images)
+        np.testing.assert_allclose(onnx_model.probabilities(images), reference, atol=1e-6)
+        np.testing.assert_allclose(
+            export.program_probabilities(program, images), reference, atol=1e-6
+        )
+
+
+def test_multiclass_export_answers_softmax_rows(tmp_path):
+    classes = ["Blight", "Healthy", "Rust"]
+    write_checkpoint(tmp_path / "best.ckpt", classes, **SMALL)
+    images = random_images(9, 32)
+    figures = export_checkpoint(
+        tmp_path / "best.ckpt", tmp_path / "m.onnx", tmp_path / "m.pt2", images
+    )
+    assert figures["classes"] == classes
+    answer = OnnxModel(tmp_path / "m.onnx").probabilities(images)
+    assert answer.shape == (9, 3)
+    np.testing.assert_allclose(answer.sum(axis=1), 1, atol=1e-6)
+
+
+def test_exports_are_byte_identical_across_runs(tmp_path):
+    write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    images = random_images(4, 32)
+    contents = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        export_checkpoint(tmp_path / "best.ckpt", out / "m.onnx", out / "m.pt2", images)
+        contents.append(((out / "m.onnx").read_bytes(), (out / "m.pt2").read_bytes()))
+    assert contents[0] == contents[1]
+
+
+def test_preprocessing_without_torch_equals_trainings(tmp_path):
+    images = random_images(5, 16)
+    np.testing.assert_array_equal(to_model_input(images), images_to_tensor(images).numpy())
+
+
+def test_parity_failure_is_one_line_naming_the_format():
+    reference = np.array([[0.2, 0.8], [0.7, 0.3]], dtype=np.float32)
+    with pytest.raises(ParityError) as off:
+        check_parity("ONNX", reference, reference + np.float32(2e-5))
+    assert "\n" not in str(off.value) and str(off.value).startswith("ONNX export disagrees")
+    # a label flips although every probability is within tolerance
+    near_half = np.array([[0.500001, 0.499999]], dtype=np.float32)
+    with pytest.raises(ParityError, match="1 labels differ"):
+        check_parity("torch.export", near_half, near_half[:, ::-1].copy())
+    with pytest.raises(ParityError):
+        check_parity("ONNX", reference, np.full_like(reference, np.nan))
+    assert check_parity("ONNX", reference, reference)["max_abs_diff"] == 0
+
+
+def test_failed_parity_keeps_earlier_exports(tmp_path, monkeypatch):
+    write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    images = random_images(4, 32)
+    onnx_path, program_path = tmp_path / "m.onnx", tmp_path / "m.pt2"
+    onnx_path.write_bytes(b"earlier")
+    program_path.write_bytes(b"earlier")
+    broken = export.onnx_probabilities
+    monkeypatch.setattr(export, "onnx_probabilities", lambda *a: broken(*a)[:, ::-1])
+    with pytest.raises(ParityError):
+        export_checkpoint(tmp_path / "best.ckpt", onnx_path, program_path, images)
+    assert onnx_path.read_bytes() == program_path.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "m.onnx", "m.pt2"]
+
+
+def test_unusable_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(DataError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError) as bad:
+        load_checkpoint(tmp_path / "bad.ckpt")
+    assert "not a usable PlantCNN checkpoint" in str(bad.value) and "\n" not in str(bad.value)
+
+
+@pytest.mark.slow
+def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path):
+    """`python -m dlrepro.stages.export` in a repository-shaped folder with the embedded store."""
+    import cv2
+
+    from dlrepro.data.ingest import ingest
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("params.yaml", "dvc.yaml"):
+        (tmp_path / name).write_bytes((repo / name).read_bytes())
+    for seed, (split, name) in enumerate([(s, c) for s in ("train", "test") for c in CLASSES]):
+        folder = tmp_path / "source" / split / name
+        folder.mkdir(parents=True)
+        for i, image in enumerate(random_images(4, 40, seed)):
+            cv2.imwrite(str(folder / f"{i}.jpg"), image)
+    ingest(tmp_path / "source", tmp_path / "data" / "cache", image_size=32)
+    write_checkpoint(tmp_path / "models" / "plant_cnn" / "best.ckpt", **SMALL)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["DVC_ROOT"] = str(tmp_path)
+
+    def stage() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dlrepro.stages.export"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first = stage()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith("registered as models:/plant-cnn/1")
+    metrics = json.loads((tmp_path / "metrics" / "export.json").read_text())
+    assert metrics["onnx"]["images"] == metrics["torch_export"]["images"] == 8
+    assert metrics["onnx"]["max_abs_diff"] <= 1e-5
+    exported = [(tmp_path / "models" / f"plant_cnn.{s}").read_bytes() for s in ("onnx", "pt2")]
+
+    second = stage()  # e.g. `dvc repro --force`: same model, same bytes, no new version
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().endswith("unchanged, still models:/plant-cnn/1")
+    assert exported == [
+        (tmp_path / "models" / f"plant_cnn.{s}").read_bytes() for s in ("onnx", "pt2")
+    ]
+
+    (tmp_path / "models" / "plant_cnn" / "best.ckpt").unlink()
+    missing = stage()
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "error: models/plant_cnn/best.ckpt: not found: run `dvc repro train` first"
+    )
+
+
+def test_test_images_of_another_size_are_one_line(tmp_path):
+    write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    with pytest.raises(DataError, match="takes 32×32 RGB images, the test images are 64×64×3"):
+        export_checkpoint(
+            tmp_path / "best.ckpt", tmp_path / "m.onnx", tmp_path / "m.pt2", random_images(2, 64)
+        )
