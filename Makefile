@@ -30,11 +30,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-params: $(STAMP)  ## recompose params.yaml from conf/ (what `dvc exp run` does itself)
-	$(PY) -m dlrepro.config.compose
+params: $(STAMP)  ## recompose params.yaml from conf/; overrides: make params ARGS="profile=small"
+	$(PY) -m dlrepro.config.compose $(ARGS)
 
 ui: $(STAMP)      ## MLflow UI on the embedded store: http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/bench.json (untracked)
+	$(PY) -m dlrepro.bench
 
 clean:            ## remove the environment and the embedded MLflow store (DVC outputs stay)
 	rm -rf $(VENV) mlflow.db mlruns
