@@ -317,34 +317,17 @@ def load_training_data(cache: Path, limit: tuple[int, int] | None) -> dict[str, 
 
 
 def build_datamodule(cfg: Config, data: dict[str, Any]) -> Any:
-    from dlrepro.data.datamodule import PlantDataModule
+    from dlrepro.plant.train import build_datamodule as stage_datamodule
 
-    return PlantDataModule(
-        data["classes"],
-        *data["train"],
-        *data["test"],  # validated on the test split, as the train stage does
-        batch_size=cfg.data.batch_size,
-        seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
-    )
+    return stage_datamodule(cfg, data["classes"], data["train"], data["test"])
 
 
 def build_model(cfg: Config, classes: list[str], channels_last: bool, cls: type | None = None):
     """PlantCNN exactly as the train stage builds it (or a subclass of it, `cls`)."""
     from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.plant.train import build_plant_cnn
 
-    return (cls or PlantCNN)(
-        num_classes=len(classes),
-        image_size=cfg.data.image_size,
-        conv_channels=(cfg.model.conv1, cfg.model.conv2),
-        dense_units=cfg.model.dense,
-        lr=cfg.optimizer.lr,
-        betas=(cfg.optimizer.beta1, cfg.optimizer.beta2),
-        eps=cfg.optimizer.eps,
-        class_names=classes,
-        channels_last=channels_last,
-        init_seed=cfg.seed,
-    )
+    return build_plant_cnn(cfg, classes, channels_last, cls or PlantCNN)
 
 
 def sgemm_gflops(repeats: int) -> list[float]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
+from dlrepro.config import Config
 from dlrepro.data.datamodule import PlantDataModule
 from dlrepro.nn.plant_cnn import PlantCNN
 
@@ -164,3 +165,36 @@ def history_figure(history: list[dict[str, float]]) -> Any:
         ax.legend()
     figure.set_layout_engine("tight")
     return figure
+
+
+def build_plant_cnn(
+    cfg: Config, classes: list[str], channels_last: bool | None = None, cls: type = PlantCNN
+) -> PlantCNN:
+    """The model the train stage trains, from config (`cls`: a subclass, e.g. for timing)."""
+    return cls(
+        num_classes=len(classes),
+        image_size=cfg.data.image_size,
+        conv_channels=(cfg.model.conv1, cfg.model.conv2),
+        dense_units=cfg.model.dense,
+        lr=cfg.optimizer.lr,
+        betas=(cfg.optimizer.beta1, cfg.optimizer.beta2),
+        eps=cfg.optimizer.eps,
+        class_names=classes,
+        channels_last=cfg.model.channels_last if channels_last is None else channels_last,
+        init_seed=cfg.seed,
+    )
+
+
+def build_datamodule(
+    cfg: Config, classes: list[str], train: tuple[Any, Any], test: tuple[Any, Any]
+) -> PlantDataModule:
+    """The train stage's data: (images, labels) splits; validated on the test split, as the
+    text does (`validation_data=test_data`)."""
+    return PlantDataModule(
+        classes,
+        *train,
+        *test,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.data.seed,
+        num_workers=cfg.data.num_workers,
+    )

@@ -44,10 +44,13 @@ def main() -> None:
 
         ensure_reachable()
 
-    from dlrepro.data.datamodule import PlantDataModule
     from dlrepro.data.ingest import load_split
-    from dlrepro.nn.plant_cnn import PlantCNN
-    from dlrepro.plant.train import fit_plant_cnn, history_figure
+    from dlrepro.plant.train import (
+        build_datamodule,
+        build_plant_cnn,
+        fit_plant_cnn,
+        history_figure,
+    )
     from dlrepro.tracking import dvc_md5, stage_run, tracking_uri
 
     cache = root / paths.CACHE
@@ -67,28 +70,10 @@ def main() -> None:
     if leader:
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": False})
 
-    datamodule = PlantDataModule(
-        classes,
-        train_images,
-        train_labels,
-        test_images,  # the text validates on its test folder (validation_data=test_data)
-        test_labels,
-        batch_size=cfg.data.batch_size,
-        seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
+    datamodule = build_datamodule(
+        cfg, classes, (train_images, train_labels), (test_images, test_labels)
     )
-    model = PlantCNN(
-        num_classes=len(classes),
-        image_size=cfg.data.image_size,
-        conv_channels=(cfg.model.conv1, cfg.model.conv2),
-        dense_units=cfg.model.dense,
-        lr=cfg.optimizer.lr,
-        betas=(cfg.optimizer.beta1, cfg.optimizer.beta2),
-        eps=cfg.optimizer.eps,
-        class_names=classes,
-        channels_last=cfg.model.channels_last,
-        init_seed=cfg.seed,
-    )
+    model = build_plant_cnn(cfg, classes)
     trainer = cfg.trainer
     fit_args = {
         "max_epochs": trainer.max_epochs,
