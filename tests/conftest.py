@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from dlrepro.chapters._common.context import ChapterContext
 from dlrepro.config import Config, load_config
 from dlrepro.config.compose import compose
-from dlrepro.curriculum.context import ChapterContext
 from dlrepro.data.gates import write_gates
 
 matplotlib.use("Agg")  # figures are files here, never windows

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dlrepro.curriculum import activations as chapter
-from dlrepro.scratch import activations as act
+from dlrepro.chapters.activations import run as chapter
+from dlrepro.chapters.activations import text_code as act
 
 # Non-default constants too, so that a slope or alpha dropped somewhere shows.
 CONSTANTS = [

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from dlrepro.curriculum import backprop
-from dlrepro.curriculum.context import ChapterContext
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters.backprop import run as backprop
+from dlrepro.chapters.backprop import text_code as scratch
 from dlrepro.data.gates import INPUTS, TRUTH, write_gates
-from dlrepro.scratch import backprop as scratch
 
 X, Y = INPUTS, np.array(TRUTH["XOR"]).reshape(-1, 1)
 

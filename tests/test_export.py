@@ -16,10 +16,10 @@ import pytorch_lightning as pl
 import torch
 
 from dlrepro import export
-from dlrepro.data.datamodule import images_to_tensor
 from dlrepro.errors import DataError
 from dlrepro.export import ParityError, check_parity, export_checkpoint, load_checkpoint
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.datamodule import images_to_tensor
+from dlrepro.plant.model import PlantCNN
 from dlrepro.predict import OnnxModel, to_model_input
 
 CLASSES = ["Diseased", "Healthy"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlrepro.curriculum import keras_xor
-from dlrepro.curriculum.context import ChapterContext
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters.keras_xor import run as keras_xor
+from dlrepro.chapters.keras_xor.twin import KerasXorNet, log_history, xor_loader
 from dlrepro.data.gates import INPUTS, TRUTH, write_gates
-from dlrepro.nn.feedforward import KerasXorNet, log_history, xor_loader
 
 XOR = np.array(TRUTH["XOR"])
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import log_loss, mean_absolute_error, mean_squared_error
 
-from dlrepro.curriculum import losses as chapter
-from dlrepro.scratch import losses as sl
+from dlrepro.chapters.losses import run as chapter
+from dlrepro.chapters.losses import text_code as sl
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "dlrepro"
 KERAS = SimpleNamespace(huber_delta=1.0, clip_eps=1e-7)
@@ -33,9 +33,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_scratch_is_numpy_only_and_sklearn_stays_in_the_tests():
-    assert imported_modules(SRC / "scratch" / "losses.py") == {"numpy"}
-    assert imported_modules(SRC / "scratch" / "activations.py") == {"numpy"}
-    assert "sklearn" not in imported_modules(SRC / "curriculum" / "losses.py")
+    assert imported_modules(SRC / "chapters" / "losses" / "text_code.py") == {"numpy"}
+    assert imported_modules(SRC / "chapters" / "activations" / "text_code.py") == {"numpy"}
+    assert "sklearn" not in imported_modules(SRC / "chapters" / "losses" / "run.py")
 
 
 def test_scratch_equals_sklearn_on_the_fixed_examples():

@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from dlrepro.curriculum import mlp_xor
-from dlrepro.curriculum.context import ChapterContext
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters.mlp_xor import run as mlp_xor
+from dlrepro.chapters.mlp_xor import text_code as mlp
+from dlrepro.chapters.mlp_xor.twin import (
+    PARAMETERS,
+    XorMLP,
+    as_tensors,
+    gradients_along,
+    half_sse,
+    train_gd,
+)
 from dlrepro.data.gates import INPUTS, TRUTH, write_gates
-from dlrepro.nn.mlp import PARAMETERS, XorMLP, as_tensors, gradients_along, half_sse, train_gd
-from dlrepro.scratch import mlp
 
 X, Y = INPUTS, np.array(TRUTH["XOR"]).reshape(-1, 1)
 

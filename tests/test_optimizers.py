@@ -5,14 +5,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters.optimizers import run as chapter
+from dlrepro.chapters.optimizers import twin as twin
 from dlrepro.config import load_config
 from dlrepro.config.compose import compose
 from dlrepro.config.schema import OPTIMIZERS, OptimizerSpec
-from dlrepro.curriculum import optimizers as chapter
-from dlrepro.curriculum.context import ChapterContext
 from dlrepro.data.gates import write_gates
 from dlrepro.errors import ConfigError
-from dlrepro.nn import optimizers as twin
 
 # The one command that queues one experiment per rule (conf/chapter/optimizers.yaml says it too).
 SWEEP = (

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from dlrepro.curriculum import perceptron
+from dlrepro.chapters.perceptron import run as perceptron
+from dlrepro.chapters.perceptron.text_code import Perceptron, step_function
 from dlrepro.data.gates import INPUTS, TRUTH
-from dlrepro.scratch.perceptron import Perceptron, step_function
 
 
 def test_step_function_fires_at_zero_as_written():

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlrepro.data.datamodule import PlantDataModule, images_to_tensor
 from dlrepro.errors import DataError
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.datamodule import PlantDataModule, images_to_tensor
+from dlrepro.plant.model import PlantCNN
 
 CLASSES = ["Diseased", "Healthy"]
 

@@ -9,14 +9,14 @@ import pytorch_lightning as pl
 import torch
 from sklearn import metrics as skm
 
-from dlrepro.data.datamodule import PlantDataModule
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.datamodule import PlantDataModule
 from dlrepro.plant.evaluate import (
     confusion_figure,
     evaluate,
     misclassified_gallery,
     roc_figure,
 )
+from dlrepro.plant.model import PlantCNN
 from dlrepro.plant.train import HISTORY_METRICS, fit_plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
@@ -109,6 +109,29 @@ def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_
     assert resumed.history == three_epochs.history
     # Same weights as the uninterrupted run: optimizer state and batch order were restored too.
     assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
+
+
+def test_checkpoints_hold_no_absolute_path_and_resume_after_the_folder_moved(
+    three_epochs, tmp_path
+):
+    """Two clones at different paths write the same checkpoint bytes: the callbacks' state names
+    files relative to their folder, and a moved folder still resumes with its best score."""
+    first = fit(tmp_path / "here", max_epochs=2)
+    for checkpoint in (first.best_checkpoint, first.last_checkpoint):
+        raw = checkpoint.read_bytes()
+        assert str(tmp_path).encode() not in raw and b"/tmp" not in raw
+        states = torch.load(checkpoint, weights_only=True)["callbacks"]
+        saved = [s for key, s in states.items() if key.startswith("RelocatableCheckpoint")]
+        assert {s["dirpath"] for s in saved} == {"."}
+    moved = tmp_path / "somewhere" / "else"
+    moved.parent.mkdir()
+    (tmp_path / "here").rename(moved)
+    resumed = fit(moved, max_epochs=3)
+    assert resumed.history == three_epochs.history
+    assert resumed.best_val_acc == three_epochs.best_val_acc
+    assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
+    twin = fit(tmp_path / "a-longer-name-for-the-same-run", max_epochs=3)
+    assert twin.last_checkpoint.read_bytes() == three_epochs.last_checkpoint.read_bytes()
 
 
 def test_without_resume_a_fit_starts_afresh(tmp_path):

@@ -21,7 +21,7 @@ from dlrepro.bench_predict import forward_flops
 from dlrepro.cli import main
 from dlrepro.data.images import load_square_rgb
 from dlrepro.export import export_onnx, torch_probabilities
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.model import PlantCNN
 from dlrepro.predict import ONNX_MODEL, OnnxModel, expand_paths, predict_files, run
 
 CLASSES = ["Diseased", "Healthy"]

@@ -47,8 +47,16 @@ def clone_copy(root: Path, profile: str = "small") -> Path:
 
 
 def env(root: Path, **extra: str) -> dict[str, str]:
-    """The venv first on PATH (DVC runs `python -m ...` by name), the embedded MLflow store."""
-    full = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_ROOT": str(root), **extra}
+    """The venv first on PATH (DVC runs `python -m ...` by name), the copy's own code first on
+    the import path (as in a clone with its own venv, not this checkout's editable install), and
+    the embedded MLflow store."""
+    full = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "PYTHONPATH": str(root / "src"),
+        "DVC_ROOT": str(root),
+        **extra,
+    }
     if "MLFLOW_TRACKING_URI" not in extra:
         full.pop("MLFLOW_TRACKING_URI", None)
     return full

@@ -197,8 +197,8 @@ def last_line(text: str) -> str:
 
 
 def bench_curriculum(scale: Scale) -> dict[str, Any]:
-    from dlrepro.curriculum import CHAPTERS
     from dlrepro.data.gates import write_gates
+    from dlrepro.report import CHAPTERS
 
     chapters = list(CHAPTERS)[:1] if scale.quick else list(CHAPTERS)
     load_start = load_average()
@@ -324,7 +324,7 @@ def build_datamodule(cfg: Config, data: dict[str, Any]) -> Any:
 
 def build_model(cfg: Config, classes: list[str], channels_last: bool, cls: type | None = None):
     """PlantCNN exactly as the train stage builds it (or a subclass of it, `cls`)."""
-    from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.plant.model import PlantCNN
     from dlrepro.plant.train import build_plant_cnn
 
     return build_plant_cnn(cfg, classes, channels_last, cls or PlantCNN)
@@ -386,7 +386,7 @@ def plain_loop_stamps(
     """The same model, batches and Adam as the Trainer, in a bare PyTorch loop."""
     import torch
 
-    torch.use_deterministic_algorithms(cfg.trainer.deterministic)  # as Trainer(deterministic=)
+    torch.use_deterministic_algorithms(cfg.trainer["deterministic"])  # as Trainer(deterministic=)
     datamodule = build_datamodule(cfg, data)
     model = build_model(cfg, data["classes"], channels_last)
     optimizer = model.configure_optimizers()
@@ -413,7 +413,7 @@ def lightning_worker(spec_path: str) -> None:
     (params, cache, limit, out) and writes the step stamps and peak RSS to spec["result"].
     """
     spec = json.loads(Path(spec_path).read_text())
-    from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.plant.model import PlantCNN
     from dlrepro.plant.train import fit_plant_cnn
 
     # torch (a CUDA build here) and Lightning are most of the footprint before any tensor exists
@@ -438,7 +438,7 @@ def lightning_worker(spec_path: str) -> None:
         max_epochs=1,
         accelerator="cpu",
         devices=1,
-        deterministic=cfg.trainer.deterministic,
+        deterministic=cfg.trainer["deterministic"],
         seed=cfg.seed,
         enable_progress_bar=False,
         resume=False,

@@ -186,8 +186,8 @@ def _timed(call: Callable[[], object]) -> float:
 def _torch_figures(threads: int) -> dict[str, float]:
     import torch
 
-    from dlrepro.data.datamodule import images_to_tensor
-    from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.plant.datamodule import images_to_tensor
+    from dlrepro.plant.model import PlantCNN
 
     torch.set_num_threads(threads)
     model = PlantCNN(image_size=IMAGE_SIZE).eval()
@@ -204,7 +204,7 @@ def _export_text_model(folder: Path) -> tuple[Path, Path]:
     import cv2
 
     from dlrepro.export import export_onnx
-    from dlrepro.nn.plant_cnn import PlantCNN
+    from dlrepro.plant.model import PlantCNN
 
     model = PlantCNN(image_size=IMAGE_SIZE, class_names=["Diseased", "Healthy"])
     onnx_path = export_onnx(model.eval(), folder / "plant_cnn.onnx")

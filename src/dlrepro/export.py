@@ -25,7 +25,8 @@ Formats:
 Parity: both exports and the checkpoint predict the whole test split; the largest absolute
 difference of any probability must be ≤ `tolerance` (1e-5) and every label (the most probable
 class) must agree, else `ParityError` (one line) and nothing is written. Both files are
-byte-identical across runs on the same machine and library versions.
+byte-identical across runs and clones on the same machine kind and library versions (no
+absolute path or stack trace inside, see STACK_TRACE_KEY).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlrepro.data.datamodule import images_to_tensor
 from dlrepro.errors import DataError, DlreproError
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.datamodule import images_to_tensor
+from dlrepro.plant.model import PlantCNN
 from dlrepro.predict import (
     DEFAULT_MIN_SIDE,
     META_CHANNEL_ORDER,
@@ -59,6 +60,10 @@ PARITY_TOLERANCE = 1e-5
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 PROGRAM_SUFFIX = ".pt2"
+# Both exporters record, per node, the Python stack that produced it: absolute paths of this
+# checkout and its venv, which would make the files differ between two clones of the same commit.
+# They are dropped (the graph, names and scopes stay), so the bytes depend on code, params and data.
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 class ParityError(DlreproError):
@@ -144,6 +149,8 @@ def export_onnx(model: PlantCNN, path: str | Path, min_side: int = DEFAULT_MIN_S
         verbose=False,
     )
     program.model.metadata_props.update(onnx_metadata(model, min_side))
+    for node in program.model.graph.all_nodes():
+        node.metadata_props.pop(STACK_TRACE_KEY, None)
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(path, external_data=False)
     return path
@@ -154,6 +161,8 @@ def export_program(model: PlantCNN, path: str | Path) -> Path:
     path = Path(path)
     example, shapes = _example_and_shapes(model)
     program = torch.export.export(ProbabilityModel(model).eval(), example, dynamic_shapes=shapes)
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # torch warns about weights it cannot place on a device; ours are all on the CPU

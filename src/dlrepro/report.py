@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from dlrepro import paths
-from dlrepro.curriculum import CHAPTERS
 from dlrepro.tracking import flatten
 
 TRACE_LINES_IN_MARKDOWN = 40
@@ -164,10 +163,22 @@ def _errata_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
     return [[t, f["what"], f["text"], f["code"], f["framework"], f["cause"]] for t, f in rows]
 
 
+# The report's chapters, in the text's order: name (package dlrepro.chapters.<name>, stage
+# `curriculum-<name>`, config key curriculum.<name>) -> title.
+CHAPTERS = {
+    "perceptron": "1. Perceptron",
+    "mlp_xor": "2. Multi-layer perceptron for XOR",
+    "backprop": "3. Forward and backward propagation",
+    "activations": "4. Activation functions",
+    "losses": "5. Loss functions",
+    "optimizers": "6. Optimizers",
+    "keras_xor": "7. Feed-forward network (the text's Keras example)",
+}
+
 ERRATA_HEADER = ["chapter", "what", "text prints", "code prints", "framework", "cause"]
 INTRO = (
-    "Each chapter of the text, run two ways: its own numpy code as written (dlrepro.scratch) and "
-    "a torch / Lightning version. Text is what the text prints; code is what its code really "
+    "Each chapter of the text, run two ways: its own numpy code as written (`text_code`) "
+    "and a torch / Lightning version. Text is what the text prints; code is what its code really "
     "prints; framework is the torch / Lightning value. Regenerate with `dvc repro`."
 )
 

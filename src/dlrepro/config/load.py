@@ -57,13 +57,20 @@ def validate(node: Any, prefix: str = "") -> None:
                         )
             else:
                 ok, message = _RULES[name]
-                if not ok(value, bound):
-                    raise ConfigError(f"{key}={value!r}: {message.format(bound)}")
+                for item in value if isinstance(value, list) else [value]:
+                    if not ok(item, bound):
+                        raise ConfigError(f"{key}={value!r}: {message.format(bound)}")
     if isinstance(node, Config):
         _cross_check(node)
 
 
 def _cross_check(cfg: Config) -> None:
+    for key in ("optimizer", "trainer"):
+        if not isinstance(getattr(cfg, key).get("_target_"), str):
+            raise ConfigError(f"{key}: needs a `_target_` naming the class to build")
+    for name, node in cfg.callbacks.items():
+        if node is not None and not (isinstance(node, dict) and "_target_" in node):
+            raise ConfigError(f"callbacks.{name}: needs a `_target_` (or null to turn it off)")
     missing = [g for g in cfg.curriculum.perceptron.gates if g not in cfg.data.gates]
     if missing:
         raise ConfigError(

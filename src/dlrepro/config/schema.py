@@ -36,8 +36,7 @@ class DataConfig:
     test_fraction: float = rule(gt=0, lt=1)  # folder without train/test: stratified split
     min_side: int = rule(ge=1)  # smaller images are skipped, not upscaled from nothing
     seed: int = rule(ge=0)
-    batch_size: int = rule(ge=1)
-    num_workers: int = rule(ge=0)
+    batch_size: int = rule(ge=1)  # training, evaluation and export
 
 
 @dataclass
@@ -107,7 +106,7 @@ class OptimizerProblem:
 
 @dataclass
 class XorOptimizerProblem:
-    """The text's 2-2-1 XOR net from scratch.mlp.init_params(seed): a step budget, rates."""
+    """The text's 2-2-1 XOR net (mlp_xor's text_code.init_params(seed)): steps, rates."""
 
     seed: int = rule(ge=0)
     steps: int = rule(ge=1)
@@ -156,40 +155,30 @@ class CurriculumConfig:
 
 @dataclass
 class ModelConfig:
-    """The text's CNN: Conv(conv1) -> Pool -> Conv(conv2) -> Pool -> Dense(dense) -> head."""
+    """The text's CNN (`conf/model/`): conv(3×3, relu) → maxpool per width in conv_channels, then
+    dense(dense_units, relu) → head. Classes, input size and the init seed come from the data
+    and the global seed when the stage instantiates it."""
 
-    name: str = rule(choices=("plant_cnn",))
-    conv1: int = rule(ge=1)
-    conv2: int = rule(ge=1)
-    dense: int = rule(ge=1)
-    channels_last: bool = MISSING
-
-
-@dataclass
-class OptimizerConfig:
-    """The plant CNN's optimizer (`conf/optimizer/`): Adam, as the text's `optimizer='adam'`."""
-
-    name: str = rule(choices=("adam",))
-    lr: float = rule(gt=0)
-    beta1: float = rule(ge=0, lt=1)
-    beta2: float = rule(ge=0, lt=1)
-    eps: float = rule(gt=0)
+    _target_: str = rule(choices=("dlrepro.plant.model.PlantCNN",))
+    conv_channels: list[int] = rule(ge=1)
+    dense_units: int = rule(ge=1)
+    channels_last: bool = MISSING  # NHWC convolutions: same function, faster on CPU
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning Trainer settings for the plant CNN (`conf/trainer/`: single, ddp, gpu)."""
+class DataModuleConfig:
+    """The plant datamodule (`conf/datamodule/`); `num_workers` is a run-time switch."""
 
-    accelerator: str = rule(choices=("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: Any = MISSING  # int, list of ids, or "auto"
-    strategy: str = MISSING  # auto, ddp, ddp_spawn, fsdp, ...
-    num_nodes: int = rule(ge=1)
-    max_epochs: int = rule(ge=1)
-    precision: str = rule(choices=("32-true", "16-mixed", "bf16-mixed"))
-    deterministic: bool = MISSING
-    early_stopping_patience: int = rule(ge=0)  # 0: off
-    enable_progress_bar: bool = MISSING
-    resume: bool = MISSING  # continue from models/plant_cnn/last.ckpt after an interruption
+    _target_: str = rule(choices=("dlrepro.plant.datamodule.PlantDataModule",))
+    batch_size: int = rule(ge=1)
+    seed: int = rule(ge=0)
+    num_workers: int = rule(ge=0)
+
+
+# A node that `hydra.utils.instantiate` builds: `_target_` names the class, the other keys are its
+# arguments, checked by the class itself when the stage builds it (before any output is touched):
+# optimizer (`_partial_: true`, the model binds its parameters), Trainer, callbacks.
+Instantiable = dict[str, Any]
 
 
 @dataclass
@@ -197,6 +186,9 @@ class Config:
     seed: int = rule(ge=0)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optimizer: Instantiable = MISSING  # e.g. torch.optim.Adam, `_partial_: true`
+    datamodule: DataModuleConfig = field(default_factory=DataModuleConfig)
+    trainer: Instantiable = MISSING  # pytorch_lightning.Trainer's arguments
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> instantiable or null
+    resume: bool = MISSING  # run-time switch: continue an interrupted fit from last.ckpt
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

@@ -27,8 +27,8 @@ import torchmetrics.functional.classification as tmf
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from dlrepro.data.datamodule import images_to_tensor
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.plant.datamodule import images_to_tensor
+from dlrepro.plant.model import PlantCNN
 
 POSITIVE_CLASS_NAME = "diseased"  # matched case-insensitively
 THRESHOLD = 0.5

@@ -1,24 +1,50 @@
 """`model.fit(train_data, validation_data=test_data, epochs=10)` as a Lightning Trainer run.
 
+Every part is built from config the way lightning-hydra-template builds it
+(`hydra.utils.instantiate` on `_target_` nodes): the model (`model`), its optimizer (`optimizer`,
+`_partial_`), the datamodule (`datamodule`), the Trainer (`trainer`: any Trainer argument) and
+extra callbacks (`callbacks`). No key passes through a hand-written list, so none can be lost; and
+every node is checked while it is built, which the train stage does before it touches an output:
+a value that this machine cannot run, or that the class does not take, is one line naming the key.
+
 What the Trainer adds to the text's one line: seeded, deterministic kernels; `best.ckpt` (highest
-val/acc) and `last.ckpt` in `out_dir`; resuming from `last.ckpt`; optional early stopping; and a
-per-epoch history like Keras' `History` object. The history travels inside the checkpoints, so a
-resumed run still returns every epoch's row.
+val/acc) and `last.ckpt` in `out_dir`; resuming from `last.ckpt`; and a per-epoch history like
+Keras' `History` object. The history travels inside the checkpoints, so a resumed run still
+returns every epoch's row. The checkpoints hold no absolute path (`RelocatableCheckpoint`), so
+the same run writes the same bytes wherever the repository lives.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from lightning_fabric.connector import _PRECISION_INPUT_STR
+from lightning_fabric.plugins.environments import (
+    LSFEnvironment,
+    MPIEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.accelerators import AcceleratorRegistry
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.strategies import StrategyRegistry
 
 from dlrepro.config import Config
-from dlrepro.data.datamodule import PlantDataModule
-from dlrepro.nn.plant_cnn import PlantCNN
+from dlrepro.errors import ConfigError
+from dlrepro.plant.datamodule import PlantDataModule
+from dlrepro.plant.model import PlantCNN
 
 MONITOR = "val/acc"
 HISTORY_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
@@ -58,49 +84,63 @@ class EpochHistory(pl.Callback):
         self.rows = [dict(row) for row in state_dict["rows"]]
 
 
-def fit_plant_cnn(
-    datamodule: PlantDataModule,
-    model: PlantCNN,
-    out_dir: Path,
-    max_epochs: int,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    deterministic: bool = True,
-    seed: int = 0,
-    early_stopping_patience: int | None = None,
-    logger: Any = None,
-    enable_progress_bar: bool = True,
-    resume: bool = True,
-) -> FitResult:
-    """Train `model` on `datamodule` for up to `max_epochs` epochs (counted from the first run).
+@dataclass(frozen=True)
+class FitCallbacks:
+    """The callbacks every fit has: the epoch history and the two checkpoints."""
 
-    Args:
-        out_dir: receives best.ckpt and last.ckpt (overwritten, never versioned as best-v1.ckpt).
-        accelerator, devices, strategy, num_nodes: passed to `pl.Trainer` ("auto" picks a GPU
-            when there is one, else the CPU).
-        deterministic: deterministic kernels; with the same seed, data and thread count two runs
-            give identical weights.
-        seed: `pl.seed_everything(seed, workers=True)` for every RNG used during the fit. The
-            initial weights come from the model's own `init_seed`, the batch order from the
-            datamodule's `seed`.
-        early_stopping_patience: stop after this many epochs without a better val/acc; None (the
-            text) trains all `max_epochs`.
-        logger: a Lightning logger (e.g. MLFlowLogger); None logs nowhere.
-        resume: continue from out_dir/last.ckpt when it exists (weights, optimizer, epoch,
-            history, best score); False starts afresh and overwrites the checkpoints.
+    history: EpochHistory
+    best: ModelCheckpoint
+    last: ModelCheckpoint
+
+
+class RelocatableCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose saved state names files relative to its folder.
+
+    Lightning stores `dirpath`, `best_model_path`, `last_model_path`, ... as absolute paths in
+    every checkpoint, so two clones at different paths would write different bytes for the same
+    weights (and dvc.lock would differ). Here they are saved relative to `dirpath` and resolved
+    against this callback's own `dirpath` on resume, which also keeps resuming working after the
+    repository has moved.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(seed, workers=True, verbose=False)
 
-    history = EpochHistory()
+    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        folder = Path(self.dirpath)
+        state["dirpath"] = "."
+        for key in self.PATH_KEYS:
+            state[key] = _relative(state[key], folder)
+        state["best_k_models"] = {
+            _relative(k, folder): v for k, v in state["best_k_models"].items()
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        folder = Path(self.dirpath)
+        state = dict(state_dict, dirpath=self.dirpath)
+        for key in self.PATH_KEYS:
+            state[key] = _absolute(state.get(key, ""), folder)
+        state["best_k_models"] = {
+            _absolute(k, folder): v for k, v in state.get("best_k_models", {}).items()
+        }
+        super().load_state_dict(state)
+
+
+def _relative(path: str, folder: Path) -> str:
+    return Path(path).relative_to(folder).as_posix() if path else ""
+
+
+def _absolute(path: str, folder: Path) -> str:
+    return str(folder / path) if path else ""
+
+
+def fit_callbacks(out_dir: Path) -> FitCallbacks:
     # Two checkpoint callbacks rather than save_last=True: since Lightning 2.6, save_last only
     # refreshes last.ckpt in epochs where a top-k checkpoint was saved, so it would hold the best
     # epoch, not the last one, and a resumed run would repeat epochs.
     common = {"dirpath": out_dir, "enable_version_counter": False, "save_on_train_epoch_end": True}
-    best = ModelCheckpoint(
+    best = RelocatableCheckpoint(
         filename=BEST_NAME,
         monitor=MONITOR,
         mode="max",
@@ -110,28 +150,165 @@ def fit_plant_cnn(
     )
     # No monitor: saved every epoch, overwriting the same file. Listed after `best`, so last.ckpt
     # carries the best score including this epoch's.
-    last = ModelCheckpoint(filename=LAST_NAME, monitor=None, save_top_k=1, **common)
-    callbacks: list[pl.Callback] = [history, best, last]
-    if early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping(monitor=MONITOR, mode="max", patience=early_stopping_patience)
-        )
-    if enable_progress_bar:
-        callbacks.append(TQDMProgressBar())
+    last = RelocatableCheckpoint(filename=LAST_NAME, monitor=None, save_top_k=1, **common)
+    return FitCallbacks(EpochHistory(), best, last)
 
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        max_epochs=max_epochs,
-        deterministic=deterministic,
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        default_root_dir=out_dir,
-        enable_progress_bar=enable_progress_bar,
-        log_every_n_steps=1,  # only epoch aggregates are logged; this silences a length warning
+
+@contextmanager
+def config_errors(key: str) -> Iterator[None]:
+    """A class that rejects its config node says why in one line naming the node."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"{key}: {_first_line(cause)}") from None
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        raise ConfigError(f"{key}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_arguments(key: str, node: Mapping[str, Any]) -> None:
+    """Every key of an instantiable node must be an argument of its `_target_`."""
+    with config_errors(f"{key}._target_"):
+        target = get_class(node["_target_"])
+    accepted = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    for name in node:
+        if not name.startswith("_") and name not in accepted:
+            raise ConfigError(f"{key}.{name}: not an argument of {node['_target_']}")
+
+
+def visible_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def launched_on_several_nodes() -> bool:
+    """A launcher that starts and connects the nodes: torchrun, SLURM, LSF or MPI."""
+    environments = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+    return any(env.detect() for env in environments)
+
+
+def check_trainer(options: Mapping[str, Any]) -> None:
+    """Refuse, in one line naming the key, a Trainer setting that is not a known choice or that
+    this machine cannot run (Lightning raises some of these only once `fit` has started, and lets
+    others pass: fp16 on a CPU silently becomes bf16, 5 CPU processes on 2 cores just start)."""
+    check_arguments("trainer", options)
+    accelerator = options.get("accelerator", "auto")
+    known = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    if accelerator not in known:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r}: unknown; allowed: {', '.join(known)}"
+        )
+    has_gpu = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not has_gpu:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r}: this machine has no CUDA GPU; use auto or cpu"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "trainer.accelerator='mps': this machine has no Apple GPU; use auto or cpu"
+        )
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
+
+    strategy = options.get("strategy", "auto")
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if strategy not in strategies:
+        raise ConfigError(
+            f"trainer.strategy={strategy!r}: unknown; allowed: auto, ddp, ddp_spawn, fsdp, "
+            "deepspeed (and the other names of Lightning's StrategyRegistry)"
+        )
+
+    precision = str(options.get("precision", "32-true"))
+    precisions = [p for p in get_args(_PRECISION_INPUT_STR) if not p.startswith("transformer")]
+    if precision not in precisions:
+        raise ConfigError(
+            f"trainer.precision={precision!r}: unknown; allowed: {', '.join(precisions)}"
+        )
+    if precision == "16-mixed" and not on_gpu:
+        raise ConfigError(
+            "trainer.precision='16-mixed': float16 autocast needs a CUDA GPU (Lightning would "
+            "run bf16-mixed instead); on this machine use bf16-mixed or 32-true"
+        )
+
+    devices = options.get("devices", "auto")
+    available, unit = (
+        (torch.cuda.device_count(), "CUDA GPU(s)") if on_gpu else (visible_cpus(), "CPU cores")
     )
+    count = len(devices) if isinstance(devices, list) else devices
+    if isinstance(count, str) and count.strip().lstrip("-").isdigit():
+        count = int(count)
+    if count not in ("auto", -1) and not (isinstance(count, int) and 1 <= count <= available):
+        raise ConfigError(
+            f"trainer.devices={devices!r}: this machine has {available} {unit}; "
+            f"allowed: 1..{available}, -1 (all) or auto"
+        )
+
+    num_nodes = options.get("num_nodes", 1)
+    if not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes={num_nodes!r}: must be an integer >= 1")
+    if num_nodes > 1 and not launched_on_several_nodes():
+        raise ConfigError(
+            f"trainer.num_nodes={num_nodes}: needs a launcher that starts every node "
+            f"(torchrun --nnodes {num_nodes} ..., SLURM); alone, this run would wait for the others"
+        )
+
+
+def build_trainer(
+    options: Mapping[str, Any],
+    out_dir: Path,
+    callbacks: Mapping[str, Any] | None = None,
+    logger: Any = False,
+) -> tuple[pl.Trainer, FitCallbacks]:
+    """The Trainer of `options` (a `_target_` node: any pl.Trainer argument), with the fit's own
+    callbacks plus `callbacks` (name -> `_target_` node, None for off), writing to `out_dir`.
+
+    Raises ConfigError (one line naming the key) for anything that cannot run, and touches no
+    file: build it before emptying an output folder.
+    """
+    check_trainer(options)
+    fit = fit_callbacks(Path(out_dir))
+    extra = []
+    for name, node in (callbacks or {}).items():
+        if node is not None:
+            check_arguments(f"callbacks.{name}", node)
+            with config_errors(f"callbacks.{name}"):
+                extra.append(instantiate(node, _convert_="all"))
+    if options.get("enable_progress_bar", True):
+        extra.append(TQDMProgressBar())
+    with config_errors("trainer"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*litlogger")
+        trainer = instantiate(
+            dict(options),
+            _convert_="all",
+            callbacks=[fit.history, fit.best, fit.last, *extra],
+            logger=logger,
+            default_root_dir=out_dir,
+            log_every_n_steps=1,  # only epoch aggregates are logged; this silences a length warning
+        )
+    return trainer, fit
+
+
+def fit(
+    trainer: pl.Trainer,
+    callbacks: FitCallbacks,
+    model: PlantCNN,
+    datamodule: PlantDataModule,
+    resume: bool = True,
+) -> FitResult:
+    """Train `model` on `datamodule` for the Trainer's epochs (counted from the first run).
+
+    resume: continue from out_dir/last.ckpt when it exists (weights, optimizer, epoch, history,
+    best score); False starts afresh and overwrites the checkpoints.
+    """
+    out_dir = Path(callbacks.last.dirpath)
+    out_dir.mkdir(parents=True, exist_ok=True)
     last_path = out_dir / f"{LAST_NAME}{ModelCheckpoint.FILE_EXTENSION}"
     resume_from = last_path if resume and last_path.exists() else None
     with warnings.catch_warnings():
@@ -142,13 +319,48 @@ def fit_plant_cnn(
         if resume_from is not None:  # the checkpoints found are the ones being continued
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-
     return FitResult(
         best_checkpoint=out_dir / f"{BEST_NAME}{ModelCheckpoint.FILE_EXTENSION}",
         last_checkpoint=last_path,
-        best_val_acc=float(best.best_model_score),
-        history=list(history.rows),
+        best_val_acc=float(callbacks.best.best_model_score),
+        history=list(callbacks.history.rows),
     )
+
+
+def fit_plant_cnn(
+    datamodule: PlantDataModule,
+    model: PlantCNN,
+    out_dir: Path,
+    max_epochs: int,
+    accelerator: str = "cpu",
+    devices: int | str = 1,
+    seed: int = 0,
+    early_stopping_patience: int | None = None,
+    logger: Any = None,
+    resume: bool = True,
+    **trainer_options: Any,
+) -> FitResult:
+    """One call for tests and the bench: `build_trainer` with these Trainer options (plus any
+    other pl.Trainer argument, e.g. precision, deterministic, enable_progress_bar), then `fit`."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    options = {
+        "_target_": "pytorch_lightning.Trainer",
+        "max_epochs": max_epochs,
+        "accelerator": accelerator,
+        "devices": devices,
+        "deterministic": True,
+        **trainer_options,
+    }
+    callbacks = {}
+    if early_stopping_patience is not None:
+        callbacks["early_stopping"] = {
+            "_target_": "pytorch_lightning.callbacks.EarlyStopping",
+            "monitor": MONITOR,
+            "mode": "max",
+            "patience": early_stopping_patience,
+        }
+    trainer, fit_state = build_trainer(options, out_dir, callbacks, logger or False)
+    return fit(trainer, fit_state, model, datamodule, resume)
 
 
 def history_figure(history: list[dict[str, float]]) -> Any:
@@ -168,33 +380,46 @@ def history_figure(history: list[dict[str, float]]) -> Any:
 
 
 def build_plant_cnn(
-    cfg: Config, classes: list[str], channels_last: bool | None = None, cls: type = PlantCNN
+    cfg: Config, classes: list[str], channels_last: bool | None = None, cls: type | None = None
 ) -> PlantCNN:
-    """The model the train stage trains, from config (`cls`: a subclass, e.g. for timing)."""
-    return cls(
-        num_classes=len(classes),
-        image_size=cfg.data.image_size,
-        conv_channels=(cfg.model.conv1, cfg.model.conv2),
-        dense_units=cfg.model.dense,
-        lr=cfg.optimizer.lr,
-        betas=(cfg.optimizer.beta1, cfg.optimizer.beta2),
-        eps=cfg.optimizer.eps,
-        class_names=classes,
-        channels_last=cfg.model.channels_last if channels_last is None else channels_last,
-        init_seed=cfg.seed,
-    )
+    """The model the train stage trains: `cfg.model` instantiated for these classes, with
+    `cfg.optimizer` as its optimizer (checked on the model's parameters). `cls`: a subclass of
+    the configured class (e.g. for timing); `channels_last`: override the config's."""
+    node = asdict(cfg.model)
+    if cls is not None:
+        node["_target_"] = f"{cls.__module__}.{cls.__qualname__}"
+    if channels_last is not None:
+        node["channels_last"] = channels_last
+    check_arguments("optimizer", cfg.optimizer)
+    with config_errors("optimizer"):
+        optimizer = instantiate(cfg.optimizer, _convert_="all")
+    with config_errors("model"):
+        model = instantiate(
+            node,
+            _convert_="all",
+            num_classes=len(classes),
+            image_size=cfg.data.image_size,
+            class_names=list(classes),
+            init_seed=cfg.seed,
+            optimizer=optimizer,
+        )
+    with config_errors("optimizer"):
+        model.configure_optimizers()  # torch checks its settings (lr > 0, ...) here
+    return model
 
 
 def build_datamodule(
-    cfg: Config, classes: list[str], train: tuple[Any, Any], test: tuple[Any, Any]
+    cfg: Config, classes: list[str], train: tuple[Any, Any], val: tuple[Any, Any]
 ) -> PlantDataModule:
-    """The train stage's data: (images, labels) splits; validated on the test split, as the
-    text does (`validation_data=test_data`)."""
-    return PlantDataModule(
-        classes,
-        *train,
-        *test,
-        batch_size=cfg.data.batch_size,
-        seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
-    )
+    """The train stage's data: `cfg.datamodule` over (images, labels) splits; validated on the
+    test split, as the text does (`validation_data=test_data`)."""
+    with config_errors("datamodule"):
+        return instantiate(
+            asdict(cfg.datamodule),
+            _convert_="all",
+            classes=list(classes),
+            train_images=train[0],
+            train_labels=train[1],
+            val_images=val[0],
+            val_labels=val[1],
+        )

@@ -8,25 +8,33 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+from pathlib import Path
 
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
-from dlrepro.curriculum import CHAPTERS
 from dlrepro.tracking import ensure_reachable, lightning_logger, log_outcome, stage_run
+
+# The chapters are the packages with a runner; listed from the folder rather than imported, so a
+# chapter's stage depends on its own package only (see tests/test_stage_deps.py).
+CHAPTERS_DIR = Path(__file__).resolve().parents[1] / "chapters"
+
+
+def chapter_names() -> list[str]:
+    return sorted(runner.parent.name for runner in CHAPTERS_DIR.glob("*/run.py"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("chapter", choices=CHAPTERS)
+    parser.add_argument("chapter", choices=chapter_names())
     chapter = parser.parse_args().chapter
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
     ensure_reachable()
 
-    from dlrepro.curriculum.context import ChapterContext
+    from dlrepro.chapters._common.context import ChapterContext
 
-    module = importlib.import_module(f"dlrepro.curriculum.{chapter}")
+    module = importlib.import_module(f"dlrepro.chapters.{chapter}.run")
     inputs = [root / path for path in module.INPUTS]
     params = dataclasses.asdict(getattr(cfg.curriculum, chapter))
     with stage_run(f"curriculum-{chapter}", "curriculum", params, inputs) as run:

@@ -20,7 +20,6 @@ def main() -> None:
     ensure_reachable()
 
     from dlrepro.data.ingest import load_split
-    from dlrepro.nn.plant_cnn import PlantCNN
     from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
     from dlrepro.plant.evaluate import (
         confusion_figure,
@@ -28,6 +27,7 @@ def main() -> None:
         misclassified_gallery,
         roc_figure,
     )
+    from dlrepro.plant.model import PlantCNN
 
     checkpoint = root / paths.PLANT_MODEL_DIR / "best.ckpt"
     if not checkpoint.is_file():

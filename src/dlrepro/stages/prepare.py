@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: the gate tables, and the validated uint8 cache of the image dataset.
+"""DVC stage `prepare`: the validated uint8 cache of the image dataset.
 
 python -m dlrepro.stages.prepare
 """
@@ -8,10 +8,9 @@ from __future__ import annotations
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
-from dlrepro.data.gates import write_gates
 from dlrepro.data.ingest import ingest
 from dlrepro.errors import ConfigError
-from dlrepro.outputs import fresh_dir, write_json
+from dlrepro.outputs import write_json
 from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
 
 
@@ -26,7 +25,6 @@ def main() -> None:
     source = root / data.path
     ensure_reachable()
     params = {
-        "gates": data.gates,
         "source": data.source,
         "path": data.path,
         "image_size": data.image_size,
@@ -46,14 +44,12 @@ def main() -> None:
         )
         report.source = data.path  # as configured, not this machine's absolute path
         report_path = write_json(root / paths.REPORTS / "data.json", report.to_dict())
-        gates = write_gates(fresh_dir(root / paths.GATES), data.gates)
         summary = {
-            "gates": len(gates),
             "images": report.counts,
             "skipped": len(report.skipped),
             "leaks": len(report.leaks),
         }
-        log_outcome(run.info.run_id, summary, {}, [report_path, root / paths.GATES])
+        log_outcome(run.info.run_id, summary, {}, [report_path])
     print(f"prepare: cache in {paths.CACHE}, data report in {report_path.relative_to(root)}")
 
 

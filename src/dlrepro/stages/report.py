@@ -8,8 +8,7 @@ from __future__ import annotations
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
-from dlrepro.curriculum import CHAPTERS
-from dlrepro.report import errata, load_case_study, load_chapter, write_report
+from dlrepro.report import CHAPTERS, errata, load_case_study, load_chapter, write_report
 from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
 
 

@@ -13,9 +13,10 @@ writes outputs; the other ranks just train.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+from dataclasses import asdict
+from pathlib import Path
 
 from dlrepro import paths
 from dlrepro.cli import run_stage
@@ -23,12 +24,18 @@ from dlrepro.config import Config, load_config
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
 
 RUN_FILE = "run.json"
+# Settings that change how a run goes, not what it computes: not train's params in dvc.yaml, so
+# changing one reruns nothing (tests/test_params.py proves that every other key is hashed).
+RUNTIME_SWITCHES = ("trainer.enable_progress_bar", "datamodule.num_workers", "resume")
 
 
 def fingerprint(cfg: Config, data_md5: str) -> str:
-    sections = {k: dataclasses.asdict(getattr(cfg, k)) for k in ("model", "optimizer", "trainer")}
-    sections["data"] = {"batch_size": cfg.data.batch_size, "seed": cfg.data.seed, "md5": data_md5}
-    sections["seed"] = cfg.seed
+    """What the run computes: every setting but the run-time switches, and the data."""
+    sections = {k: asdict(getattr(cfg, k)) for k in ("model", "datamodule")}
+    sections |= {"optimizer": cfg.optimizer, "callbacks": cfg.callbacks, "seed": cfg.seed}
+    sections["trainer"] = {k: v for k, v in cfg.trainer.items() if k != "enable_progress_bar"}
+    sections["datamodule"].pop("num_workers")
+    sections["data"] = {"image_size": cfg.data.image_size, "md5": data_md5}
     return hashlib.md5(json.dumps(sections, sort_keys=True).encode()).hexdigest()
 
 
@@ -44,11 +51,14 @@ def main() -> None:
 
         ensure_reachable()
 
+    import pytorch_lightning as pl
+
     from dlrepro.data.ingest import load_split
     from dlrepro.plant.train import (
         build_datamodule,
         build_plant_cnn,
-        fit_plant_cnn,
+        build_trainer,
+        fit,
         history_figure,
     )
     from dlrepro.tracking import dvc_md5, stage_run, tracking_uri
@@ -59,47 +69,37 @@ def main() -> None:
     for labels in (train_labels, test_labels):  # as the text's flow_from_directory says it
         print(f"Found {len(labels)} images belonging to {len(classes)} classes.")
 
+    # Everything that can fail on config is built before any output is touched.
     out_dir = root / paths.PLANT_MODEL_DIR
-    stamp = fingerprint(cfg, dvc_md5(cache))
-    previous = json.loads((out_dir / RUN_FILE).read_text()) if (out_dir / RUN_FILE).exists() else {}
-    resume = (
-        cfg.trainer.resume and previous.get("fingerprint") == stamp and not previous.get("finished")
-    )
-    if leader and not resume:
-        fresh_dir(out_dir)
-    if leader:
-        write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": False})
-
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(
         cfg, classes, (train_images, train_labels), (test_images, test_labels)
     )
     model = build_plant_cnn(cfg, classes)
-    trainer = cfg.trainer
-    fit_args = {
-        "max_epochs": trainer.max_epochs,
-        "accelerator": trainer.accelerator,
-        "devices": trainer.devices,
-        "strategy": trainer.strategy,
-        "num_nodes": trainer.num_nodes,
-        "deterministic": trainer.deterministic,
-        "seed": cfg.seed,
-        "early_stopping_patience": trainer.early_stopping_patience or None,
-        "enable_progress_bar": trainer.enable_progress_bar,
-        "resume": resume,
-    }
+    trainer, callbacks = build_trainer(cfg.trainer, out_dir, cfg.callbacks)
+
+    stamp = fingerprint(cfg, dvc_md5(cache))
+    previous = read_run_file(out_dir / RUN_FILE)
+    resume = cfg.resume and previous.get("fingerprint") == stamp and not previous.get("finished")
+    if leader and not resume:
+        fresh_dir(out_dir)
+    if leader:
+        write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": False})
     if not leader:
-        fit_plant_cnn(datamodule, model, out_dir, logger=None, **fit_args)
+        fit(trainer, callbacks, model, datamodule, resume)
         return
 
     from pytorch_lightning.loggers import MLFlowLogger
 
     from dlrepro.tracking import log_outcome
 
-    params = {k: dataclasses.asdict(getattr(cfg, k)) for k in ("model", "optimizer", "trainer")}
-    params |= {"data": {"batch_size": cfg.data.batch_size, "path": cfg.data.path}, "seed": cfg.seed}
+    params = {"model": asdict(cfg.model), "optimizer": cfg.optimizer, "trainer": cfg.trainer}
+    params |= {"datamodule": asdict(cfg.datamodule), "callbacks": cfg.callbacks}
+    params |= {"data": {"path": cfg.data.path, "image_size": cfg.data.image_size}}
+    params |= {"seed": cfg.seed, "resume": cfg.resume}
     with stage_run("train", "plant", params, inputs=[cache]) as run:
-        logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
-        result = fit_plant_cnn(datamodule, model, out_dir, logger=logger, **fit_args)
+        trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
+        result = fit(trainer, callbacks, model, datamodule, resume)
         plots = fresh_dir(root / paths.PLOTS / "train")
         write_csv(plots / "history.csv", result.history)
         save_figure(history_figure(result.history), plots / "history.png")
@@ -117,6 +117,15 @@ def main() -> None:
         log_outcome(run.info.run_id, {}, {}, [metrics, plots])
     best = result.best_checkpoint.relative_to(root)
     print(f"train: best val/acc {result.best_val_acc:.4f} -> {best}")
+
+
+def read_run_file(path: Path) -> dict:
+    """The previous run's record; a missing or unreadable one means "no run to continue"."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 if __name__ == "__main__":

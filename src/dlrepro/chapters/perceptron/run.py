@@ -9,13 +9,13 @@ import numpy as np
 from scipy.optimize import linprog
 
 from dlrepro import paths
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
+from dlrepro.chapters.perceptron.text_code import Perceptron
 from dlrepro.config import Config
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
 from dlrepro.data.gates import read_gate
-from dlrepro.scratch.perceptron import Perceptron
 
-INPUTS = [paths.GATES]
+INPUTS = [paths.GATES]  # every gate in curriculum.perceptron.gates
 
 # What the text prints for the AND gate: epoch 1, then the final predictions.
 TEXT_EPOCH_1 = [
@@ -53,8 +53,8 @@ def train_scratch(X, y, lr: float, epochs: int) -> tuple[Perceptron, np.ndarray,
 
 def train_lightning(X, y, lr: float, epochs: int, logger=False) -> np.ndarray:
     """The Lightning twin; returns its per-sample history in the scratch version's layout."""
-    from dlrepro.nn.perceptron import LightningPerceptron, gate_loader
-    from dlrepro.nn.toy_trainer import toy_trainer
+    from dlrepro.chapters._common.toy_trainer import toy_trainer
+    from dlrepro.chapters.perceptron.twin import LightningPerceptron, gate_loader
 
     model = LightningPerceptron(input_size=X.shape[1], lr=lr)
     toy_trainer(max_epochs=epochs, logger=logger).fit(model, gate_loader(X, y))

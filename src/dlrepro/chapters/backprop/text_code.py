@@ -10,7 +10,7 @@ What the code does that the text does not say:
 
 import numpy as np
 
-from dlrepro.scratch.mlp import sigmoid, sigmoid_derivative
+from dlrepro.chapters.mlp_xor.text_code import sigmoid, sigmoid_derivative
 
 PARAMETERS = ("W1", "b1", "W2", "b2")
 # What `train` keeps from every epoch, so that other implementations can be compared step by step

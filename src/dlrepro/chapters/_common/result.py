@@ -15,7 +15,7 @@ class Finding:
     """One result the text prints, set beside what its code and the framework version give.
 
     `text` is copied from the text; `code` is what the text's own code prints when run
-    (dlrepro.scratch); `framework` is the torch/Lightning version's value. `cause` explains
+    (each chapter's text_code); `framework` is the torch/Lightning version's value. `cause` explains
     a mismatch between text and code; the report's errata table lists every mismatch.
     """
 

@@ -1,9 +1,9 @@
 """Chapter 5, loss functions: the text's seven losses on fixed examples, numpy vs torch.
 
 The text only shows library calls (scikit-learn for MSE, MAE and log loss; Keras classes for
-the rest) and prints no value. dlrepro.scratch.losses implements them with Keras' conventions;
-torch.nn.functional is the framework twin; the tests also check scikit-learn (a test-only
-dependency). On ordinary inputs all three agree to ~1e-16. They part ways where a
+the rest) and prints no value. dlrepro.chapters.losses.text_code implements them with Keras'
+conventions; torch.nn.functional is the framework twin; the tests also check scikit-learn (a
+test-only dependency). On ordinary inputs all three agree to ~1e-16. They part ways where a
 probability is exactly 0 or 1, or where a reduction differs:
 
 - Binary cross-entropy. Keras clips p to [1e-7, 1 - 1e-7], so a certain, wrong prediction
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
+from dlrepro.chapters.losses import text_code as sl
 from dlrepro.config import Config
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
-from dlrepro.scratch import losses as sl
 
 INPUTS = []
 
@@ -254,7 +254,7 @@ def outlier_share(delta: float) -> dict:
 def _trace(table: dict[str, Loss], examples: dict) -> str:
     lines = [
         "# The text's snippets print nothing: each computes `loss`. Run on the fixed examples of",
-        "# dlrepro.curriculum.losses (Keras conventions, dlrepro.scratch.losses), loss is:",
+        "# dlrepro.chapters.losses.run (Keras conventions, its text_code), loss is:",
     ]
     lines += [f"{loss.text_call} = {examples[name]['scratch']!r}" for name, loss in table.items()]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Chapter 7, the Keras XOR example: the text's recipe over ten seeds, and one that learns XOR.
 
 The text's code is Keras; this project reproduces it with the Lightning twin in
-dlrepro.nn.feedforward (same layers, init, loss, optimizer and fit defaults), so the "code"
+dlrepro.chapters.keras_xor.twin (same layers, init, loss, optimizer and fit defaults), so the "code"
 column of this chapter's findings is that reproduction, run as the text configures it.
 """
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlrepro import paths
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
 from dlrepro.config import Config
 from dlrepro.config.schema import KerasRecipe, KerasXorConfig
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
-from dlrepro.data.gates import read_gate
+from dlrepro.data.gates import gate_path, read_gate
 
-INPUTS = [paths.GATES]
+INPUTS = [gate_path(paths.GATES, "XOR")]  # the only gate this chapter reads
 RECIPES = ("text", "tuned")
 
 # What the text prints for `print(model.predict(X))` after `fit(X, Y, epochs=100)`.
@@ -64,8 +64,8 @@ def _fit(X, y, recipe: KerasRecipe, chapter: KerasXorConfig, seed: int, logger) 
     import pytorch_lightning as pl
     import torch
 
-    from dlrepro.nn.feedforward import KerasXorNet, xor_loader
-    from dlrepro.nn.toy_trainer import toy_trainer
+    from dlrepro.chapters._common.toy_trainer import toy_trainer
+    from dlrepro.chapters.keras_xor.twin import KerasXorNet, xor_loader
 
     pl.seed_everything(seed, workers=True, verbose=False)
     model = KerasXorNet(
@@ -197,8 +197,8 @@ def _trace(recipe: KerasRecipe, fits: list[SeedFit]) -> str:
     lines = [
         f"# print(model.predict(X)) after the text's fit(X, Y, epochs={recipe.epochs}), per seed.",
         "# Keras is not part of this project: these are the Lightning reproduction's outputs",
-        "# (dlrepro.nn.feedforward), printed as Keras prints them (numpy float32, no rounding;",
-        "# Keras' predict also prints a `1/1 ... step` progress line before each array).",
+        "# (dlrepro.chapters.keras_xor.twin), printed as Keras prints them (numpy float32, no",
+        "# rounding; Keras' predict also prints a `1/1 ... step` progress line before each array).",
     ]
     for f in fits:
         lines += [f"seed {f.seed}:", keras_print(f.outputs)]

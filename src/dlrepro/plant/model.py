@@ -36,7 +36,8 @@ are the same up to float rounding, and the option exists to measure the differen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
@@ -44,9 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-KERAS_ADAM_LR = 1e-3
-KERAS_ADAM_BETAS = (0.9, 0.999)
-KERAS_ADAM_EPS = 1e-7
+# Keras' `optimizer='adam'`: the default when no optimizer is given (conf/optimizer/adam.yaml).
+KERAS_ADAM = partial(torch.optim.Adam, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 def feature_map_size(image_size: int, num_blocks: int) -> int:
@@ -65,7 +67,9 @@ class PlantCNN(pl.LightningModule):
         image_size: side of the square RGB input, 128 in the text.
         conv_channels: output channels of each conv block, (32, 64) in the text.
         dense_units: width of the hidden dense layer, 128 in the text.
-        lr, betas, eps: Adam's settings; the defaults are Keras' `optimizer='adam'`.
+        optimizer: builds the optimizer from the parameters (a `_partial_` config node, e.g.
+            `torch.optim.Adam` with its settings); None is Keras' `optimizer='adam'`. Not saved
+            in the checkpoint's hyper-parameters: the optimizer's own state is.
         class_names: optional, sorted class names stored in the checkpoint so that a loaded model
             says which class each output means.
         channels_last: keep convolutions in NHWC memory layout (faster on CPU, see module doc).
@@ -79,9 +83,7 @@ class PlantCNN(pl.LightningModule):
         image_size: int = 128,
         conv_channels: Sequence[int] = (32, 64),
         dense_units: int = 128,
-        lr: float = KERAS_ADAM_LR,
-        betas: Sequence[float] = KERAS_ADAM_BETAS,
-        eps: float = KERAS_ADAM_EPS,
+        optimizer: OptimizerFactory | None = None,
         class_names: Sequence[str] | None = None,
         channels_last: bool = True,
         init_seed: int = 0,
@@ -100,9 +102,9 @@ class PlantCNN(pl.LightningModule):
         # their own classes): checkpoints then load with torch.load(weights_only=True).
         # save_hyperparameters() reads these locals, so they are normalised before it runs.
         conv_channels = [int(c) for c in conv_channels]
-        betas = [float(b) for b in betas]
         class_names = None if class_names is None else [str(name) for name in class_names]
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer_factory = optimizer or KERAS_ADAM
 
         blocks: list[nn.Module] = []
         in_channels = 3
@@ -179,5 +181,4 @@ class PlantCNN(pl.LightningModule):
         return self.probabilities(self(images))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+        return self.optimizer_factory(self.parameters())

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from dlrepro import paths
-from dlrepro.config import Config
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.mlp_xor import (
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult
+from dlrepro.chapters.backprop import text_code as backprop
+from dlrepro.chapters.backprop.text_code import PARAMETERS
+from dlrepro.chapters.mlp_xor.run import (
     CURVE_POINTS,
     capture,
     comparison_metrics,
@@ -21,12 +23,11 @@ from dlrepro.curriculum.mlp_xor import (
     twin_trace,
     xor_columns,
 )
-from dlrepro.curriculum.result import ChapterResult
-from dlrepro.scratch import backprop
-from dlrepro.scratch.backprop import PARAMETERS
-from dlrepro.scratch.mlp import sigmoid
+from dlrepro.chapters.mlp_xor.text_code import sigmoid
+from dlrepro.config import Config
+from dlrepro.data.gates import gate_path
 
-INPUTS = [paths.GATES]
+INPUTS = [gate_path(paths.GATES, "XOR")]  # the only gate this chapter reads
 
 # The text's sample output, copied as printed.
 TEXT_LOSSES = {0: "Epoch 0 - Loss: 0.2572", 9000: "Epoch 9000 - Loss: 0.0012"}
@@ -55,7 +56,7 @@ def train_scratch(X, y, chapter) -> tuple[tuple, dict[str, np.ndarray], list[flo
 
 def train_torch(X, y, chapter) -> tuple[np.ndarray, list[float]]:
     """The autograd twin (chapter 2's module) from the same initial weights."""
-    from dlrepro.nn.mlp import XorMLP, predict, train_gd
+    from dlrepro.chapters.mlp_xor.twin import XorMLP, predict, train_gd
 
     model = XorMLP(*backprop.init_params(chapter.seed))
     losses = train_gd(model, X, y, chapter.lr, chapter.epochs)
@@ -78,7 +79,7 @@ def flat(gradients: dict[str, np.ndarray], prefix: str = "") -> np.ndarray:
 def compare_with_autograd(X, y, history) -> dict[str, np.ndarray]:
     """Autograd's gradient of ½·Σ(y_pred - y)² at the very weights of every step, set against
     the hand-written one: per step, the largest absolute and relative difference."""
-    from dlrepro.nn.mlp import gradients_along
+    from dlrepro.chapters.mlp_xor.twin import gradients_along
 
     hand = flat(history, prefix="d_")
     auto = flat(gradients_along(X, y, history))

@@ -8,15 +8,15 @@ import math
 import numpy as np
 
 from dlrepro import paths
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
+from dlrepro.chapters.mlp_xor.text_code import init_params, loss_and_gradients
+from dlrepro.chapters.optimizers import text_code as rules
 from dlrepro.config import Config
 from dlrepro.config.schema import OptimizerSpec
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
-from dlrepro.data.gates import read_gate
-from dlrepro.scratch import optimizers as rules
-from dlrepro.scratch.mlp import init_params, loss_and_gradients
+from dlrepro.data.gates import gate_path, read_gate
 
-INPUTS = [paths.GATES]
+INPUTS = [gate_path(paths.GATES, "XOR")]  # the only gate this chapter reads
 
 PROBLEMS = ("quadratic", "rosenbrock", "xor_mlp")
 # What the text prints for its loop; "..." stands for epochs 3 to 19.
@@ -103,7 +103,7 @@ def text_loop() -> tuple[list[float], str]:
 
 
 def run(cfg: Config, ctx: ChapterContext) -> ChapterResult:
-    from dlrepro.nn import optimizers as twin
+    from dlrepro.chapters.optimizers import twin as twin
 
     chapter = cfg.curriculum.optimizers
     hyper = chapter.hyper

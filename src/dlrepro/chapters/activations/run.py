@@ -1,7 +1,7 @@
 """Chapter 4, activation functions: the text's six curves, their derivatives, and torch's twins.
 
 The text's code prints nothing; it plots sigmoid, tanh, ReLU, leaky ReLU, ELU and swish on
-np.linspace(-10, 10, 100). Here the safe numpy versions (dlrepro.scratch.activations) are
+np.linspace(-10, 10, 100). Here the safe numpy versions (dlrepro.chapters.activations.text_code) are
 checked against torch.nn.functional, values and autograd derivatives in float64, on the
 plotting grid plus the points where numerics break first (exp overflows float64 beyond
 |x| = 709.78, and the kinks at 0). The text's functions as written are run on the same grid
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
+from dlrepro.chapters.activations import text_code as act
 from dlrepro.config import Config
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
-from dlrepro.scratch import activations as act
 
 INPUTS = []
 

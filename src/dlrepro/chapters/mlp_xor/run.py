@@ -9,14 +9,14 @@ from contextlib import redirect_stdout
 import numpy as np
 
 from dlrepro import paths
+from dlrepro.chapters._common.context import ChapterContext
+from dlrepro.chapters._common.result import ChapterResult, Finding
+from dlrepro.chapters.mlp_xor import text_code as mlp
+from dlrepro.chapters.mlp_xor.text_code import sigmoid
 from dlrepro.config import Config
-from dlrepro.curriculum.context import ChapterContext
-from dlrepro.curriculum.result import ChapterResult, Finding
-from dlrepro.data.gates import read_gate
-from dlrepro.scratch import mlp
-from dlrepro.scratch.mlp import sigmoid
+from dlrepro.data.gates import gate_path, read_gate
 
-INPUTS = [paths.GATES]
+INPUTS = [gate_path(paths.GATES, "XOR")]  # the only gate this chapter reads
 
 # The text's sample output, copied as printed.
 TEXT_LOSSES = {
@@ -85,7 +85,7 @@ def train_scratch(X, y, chapter) -> tuple[tuple, np.ndarray, list[float]]:
 
 def train_torch(X, y, chapter) -> tuple[np.ndarray, list[float]]:
     """The autograd twin from the same initial weights; its loss per epoch and predictions."""
-    from dlrepro.nn.mlp import XorMLP, predict, train_gd
+    from dlrepro.chapters.mlp_xor.twin import XorMLP, predict, train_gd
 
     init = mlp.init_params(chapter.seed, X.shape[1], chapter.hidden_size, y.shape[1])
     model = XorMLP(*init)

@@ -1,0 +1,1 @@
+"""What the chapters share: context (data, logging), result type, the toy Trainer."""

@@ -1,0 +1,1 @@
+"""Chapter 4, activation functions: the text's numpy functions and the runner."""

@@ -1,1 +1,0 @@
-"""The text's algorithms in numpy, as it teaches them: short, readable, no torch."""

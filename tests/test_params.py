@@ -1,0 +1,195 @@
+"""Every setting is applied or refused: each key of params.yaml either changes what its stage
+computes (and is then one of the stage's params in dvc.yaml) or is a documented run-time switch
+that no stage hashes; a Trainer setting reaches the Trainer; a value this machine cannot run is
+refused in one line before any output is touched."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dlrepro.config import load_config
+from dlrepro.data.ingest import ingest, load_split
+from dlrepro.errors import ConfigError
+from dlrepro.plant.train import (
+    build_datamodule,
+    build_plant_cnn,
+    build_trainer,
+    check_trainer,
+    fit,
+    visible_cpus,
+)
+from dlrepro.stages.train import RUNTIME_SWITCHES
+
+REPO = Path(__file__).resolve().parents[1]
+# The sections (and keys) of params.yaml that the train stage reads.
+TRAIN_READS = ("seed", "model", "optimizer", "datamodule", "trainer", "callbacks", "resume")
+
+
+@pytest.fixture
+def own_cfg(cfg):
+    """The session's composed config, for a test to change."""
+    return copy.deepcopy(cfg)
+
+
+def leaves(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        keys += leaves(value, name + ".") if isinstance(value, dict) and value else [name]
+    return keys
+
+
+def hashed_by(stage: str) -> list[str]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage].get("params", [])
+
+
+def is_hashed(key: str, params: list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in params)
+
+
+def test_every_train_setting_is_a_param_unless_it_is_a_runtime_switch():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    read = [k for k in leaves(params) if k.split(".")[0] in TRAIN_READS]
+    hashed = hashed_by("train")
+    unhashed = [k for k in read if not is_hashed(k, hashed) and k not in RUNTIME_SWITCHES]
+    assert not unhashed, f"train reads {unhashed} but dvc.yaml does not hash them"
+    for switch in RUNTIME_SWITCHES:
+        assert switch in read, f"{switch}: not in params.yaml"
+        stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+        hashing = [s for s in stages if is_hashed(switch, hashed_by(s))]
+        assert not hashing, f"run-time switch {switch} is a param of {hashing}"
+
+
+def test_every_trainer_key_is_a_trainer_argument(cfg):
+    import inspect
+
+    import pytorch_lightning as pl
+
+    accepted = inspect.signature(pl.Trainer).parameters
+    assert [k for k in cfg.trainer if not k.startswith("_") and k not in accepted] == []
+    with pytest.raises(ConfigError, match=r"^trainer\.max_epoch: not an argument of "):
+        check_trainer({**cfg.trainer, "max_epoch": 3})
+
+
+def _tiny_data(n: int = 8, size: int = 16):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    return images, labels
+
+
+def _fit_weights(cfg, tmp_path: Path, **trainer: object) -> torch.Tensor:
+    images, labels = _tiny_data()
+    cfg.data.image_size = images.shape[1]
+    cfg.datamodule.batch_size = 4
+    options = {**cfg.trainer, "max_epochs": 1, "enable_progress_bar": False, **trainer}
+    model = build_plant_cnn(cfg, ["a", "b"])
+    datamodule = build_datamodule(cfg, ["a", "b"], (images, labels), (images, labels))
+    built, callbacks = build_trainer(options, tmp_path, cfg.callbacks)
+    assert built.precision == options["precision"]
+    fit(built, callbacks, model, datamodule, resume=False)
+    return model.classifier[1].weight.detach().clone()
+
+
+def test_precision_reaches_the_trainer_and_changes_the_result(own_cfg, tmp_path):
+    cfg = own_cfg
+    full = _fit_weights(cfg, tmp_path / "32", precision="32-true")
+    again = _fit_weights(cfg, tmp_path / "32-again", precision="32-true")
+    bf16 = _fit_weights(cfg, tmp_path / "bf16", precision="bf16-mixed")
+    assert torch.equal(full, again)  # deterministic: only the precision differs below
+    assert not torch.equal(full, bf16)
+
+
+def test_optimizer_is_built_from_its_node(own_cfg):
+    cfg = own_cfg
+    cfg.data.image_size = 16
+    cfg.optimizer = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5, "momentum": 0.9}
+    optimizer = build_plant_cnn(cfg, ["a", "b"]).configure_optimizers()
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+    cfg.optimizer = {**cfg.optimizer, "lr": -1.0}
+    with pytest.raises(ConfigError, match=r"^optimizer: Invalid learning rate: -1.0"):
+        build_plant_cnn(cfg, ["a", "b"])
+    cfg.optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "betaz": [0.9, 0.9]}
+    with pytest.raises(ConfigError, match=r"^optimizer\.betaz: not an argument of torch.optim"):
+        build_plant_cnn(cfg, ["a", "b"])
+
+
+# --- refused before anything is touched: the real train stage, one subprocess per key -------
+
+
+@pytest.fixture(scope="module")
+def stage_root(tmp_path_factory) -> Path:
+    """A repository-shaped folder: params.yaml, a tiny prepared cache, earlier model outputs."""
+    root = tmp_path_factory.mktemp("stage")
+    source = root / "source"
+    images, labels = _tiny_data(12, 24)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = source / ("Diseased", "Healthy")[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+    ingest(source, root / "data" / "cache", image_size=16, test_fraction=0.25, seed=0)
+    load_split(root / "data" / "cache", "train")
+    for name in ("dvc.yaml",):
+        (root / name).write_text((REPO / name).read_text())
+    model_dir = root / "models" / "plant_cnn"
+    model_dir.mkdir(parents=True)
+    (model_dir / "best.ckpt").write_bytes(b"earlier weights")
+    (model_dir / "run.json").write_text('{"fingerprint": "x", "finished": true}\n')
+    return root
+
+
+BAD_TRAINER = {
+    "accelerator": ("gpu", r"trainer\.accelerator='gpu': this machine has no CUDA GPU"),
+    "strategy": ("nonsense", r"trainer\.strategy='nonsense': unknown; allowed: auto, ddp"),
+    "devices": (visible_cpus() + 3, rf"trainer\.devices={visible_cpus() + 3}: this machine has"),
+    "precision": ("8-true", r"trainer\.precision='8-true': unknown; allowed: 16-true"),
+    "num_nodes": (2, r"trainer\.num_nodes=2: needs a launcher that starts every node"),
+    "max_epoch": (3, r"trainer\.max_epoch: not an argument of pytorch_lightning\.Trainer"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(BAD_TRAINER))
+def test_a_value_that_cannot_run_is_refused_before_any_output_is_touched(stage_root, key):
+    if key == "accelerator" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    value, message = BAD_TRAINER[key]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["image_size"] = 16
+    params["trainer"][key] = value
+    (stage_root / "params.yaml").write_text(yaml.safe_dump(params))
+    load_config(stage_root / "params.yaml")  # valid for the schema: only Lightning can tell
+    model_dir = stage_root / "models" / "plant_cnn"
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrepro.stages.train"],
+        cwd=stage_root,
+        env={**os.environ, "DVC_ROOT": str(stage_root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2, done.stderr
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert re.search(message, errors[0]), errors[0]
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert not (stage_root / "plots").exists() and not (stage_root / "metrics").exists()
+
+
+def test_fp16_on_a_cpu_is_refused_rather_than_silently_bf16():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=r"^trainer\.precision='16-mixed': float16 autocast"):
+        check_trainer({"_target_": "pytorch_lightning.Trainer", "precision": "16-mixed"})
