@@ -79,6 +79,9 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell that starts `make test` in the background ignores SIGINT, and the child would
+        # inherit that: give it the default handler, as a terminal's Ctrl-C meets it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not last.exists() and train.poll() is None and time.monotonic() < deadline:

@@ -29,11 +29,9 @@ from dlrepro.plant.train import (
     fit,
     visible_cpus,
 )
-from dlrepro.stages.train import RUNTIME_SWITCHES
+from dlrepro.stages.train import RUNTIME_SWITCHES, check_hashed, unhashed_settings
 
 REPO = Path(__file__).resolve().parents[1]
-# The sections (and keys) of params.yaml that the train stage reads.
-TRAIN_READS = ("seed", "model", "optimizer", "datamodule", "trainer", "callbacks", "resume")
 
 
 @pytest.fixture
@@ -42,33 +40,35 @@ def own_cfg(cfg):
     return copy.deepcopy(cfg)
 
 
-def leaves(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        keys += leaves(value, name + ".") if isinstance(value, dict) and value else [name]
-    return keys
-
-
-def hashed_by(stage: str) -> list[str]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage].get("params", [])
-
-
-def is_hashed(key: str, params: list[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in params)
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
 def test_every_train_setting_is_a_param_unless_it_is_a_runtime_switch():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    read = [k for k in leaves(params) if k.split(".")[0] in TRAIN_READS]
-    hashed = hashed_by("train")
-    unhashed = [k for k in read if not is_hashed(k, hashed) and k not in RUNTIME_SWITCHES]
-    assert not unhashed, f"train reads {unhashed} but dvc.yaml does not hash them"
+    stages = dvc_stages()
+    assert unhashed_settings(params, stages["train"]["params"]) == []
     for switch in RUNTIME_SWITCHES:
-        assert switch in read, f"{switch}: not in params.yaml"
-        stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-        hashing = [s for s in stages if is_hashed(switch, hashed_by(s))]
+        section, _, key = switch.partition(".")
+        assert (key in params[section]) if key else (section in params), switch
+        hashing = [
+            name
+            for name, stage in stages.items()
+            if any(switch == p or switch.startswith(p + ".") for p in stage.get("params", []))
+        ]
         assert not hashing, f"run-time switch {switch} is a param of {hashing}"
+
+
+def test_a_setting_dvc_would_not_hash_is_refused(tmp_path):
+    """`-S +trainer.gradient_clip_val=1` reaches params.yaml but not train's params in dvc.yaml:
+    the stage refuses it rather than train once and never notice a change."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["trainer"]["gradient_clip_val"] = 1.0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"^trainer\.gradient_clip_val: dvc.yaml's train stage"):
+        check_hashed(tmp_path)
+    check_hashed(REPO)
 
 
 def test_every_trainer_key_is_a_trainer_argument(cfg):

@@ -63,6 +63,30 @@ def test_channels_last_changes_layout_not_results():
     torch.testing.assert_close(fast(images), plain(images), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_pooling_before_relu_computes_the_texts_function_and_gradients(channels_last):
+    """The fast block order (conv → pool → ReLU, in place) against the text's (conv → ReLU →
+    pool), same weights, at the text's size: equal outputs and equal gradients of every
+    parameter for a batch, to fp32 tolerance, so "the same model as the text" stays true."""
+    text = PlantCNN(image_size=128, pool_before_relu=False, channels_last=channels_last)
+    fast = PlantCNN(image_size=128, pool_before_relu=True, channels_last=channels_last)
+    fast.load_state_dict(text.state_dict())  # same names and indices in both orders
+    assert [type(m).__name__ for m in text.features] == ["Conv2d", "ReLU", "MaxPool2d"] * 2
+    assert [type(m).__name__ for m in fast.features] == ["Conv2d", "MaxPool2d", "ReLU"] * 2
+    images = torch.rand(8, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1] * 4)
+    outputs = {}
+    for name, model in (("text", text), ("fast", fast)):
+        logits = model(images)
+        model.loss(logits, labels).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        outputs[name] = (logits.detach(), grads)
+    torch.testing.assert_close(outputs["fast"][0], outputs["text"][0], rtol=1e-5, atol=1e-6)
+    for name, grad in outputs["text"][1].items():
+        torch.testing.assert_close(outputs["fast"][1][name], grad, rtol=1e-4, atol=1e-6)
+    assert sum(p.numel() for p in fast.parameters()) == 7_392_449
+
+
 def test_same_init_seed_builds_the_same_network_whatever_the_global_rng():
     torch.manual_seed(1)
     first = PlantCNN(image_size=32, init_seed=7)

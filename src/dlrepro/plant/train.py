@@ -386,23 +386,23 @@ def build_plant_cnn(
     `cfg.optimizer` as its optimizer (checked on the model's parameters). `cls`: a subclass of
     the configured class (e.g. for timing); `channels_last`: override the config's."""
     node = asdict(cfg.model)
-    if cls is not None:
-        node["_target_"] = f"{cls.__module__}.{cls.__qualname__}"
     if channels_last is not None:
         node["channels_last"] = channels_last
     check_arguments("optimizer", cfg.optimizer)
     with config_errors("optimizer"):
         optimizer = instantiate(cfg.optimizer, _convert_="all")
+    data = {
+        "num_classes": len(classes),
+        "image_size": cfg.data.image_size,
+        "class_names": list(classes),
+        "init_seed": cfg.seed,
+        "optimizer": optimizer,
+    }
     with config_errors("model"):
-        model = instantiate(
-            node,
-            _convert_="all",
-            num_classes=len(classes),
-            image_size=cfg.data.image_size,
-            class_names=list(classes),
-            init_seed=cfg.seed,
-            optimizer=optimizer,
-        )
+        if cls is None:
+            model = instantiate(node, _convert_="all", **data)
+        else:  # a local subclass has no importable name for `_target_`
+            model = cls(**{k: v for k, v in node.items() if k != "_target_"}, **data)
     with config_errors("optimizer"):
         model.configure_optimizers()  # torch checks its settings (lr > 0, ...) here
     return model

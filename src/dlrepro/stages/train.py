@@ -17,16 +17,55 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
+from dlrepro.errors import ConfigError
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
 
 RUN_FILE = "run.json"
 # Settings that change how a run goes, not what it computes: not train's params in dvc.yaml, so
 # changing one reruns nothing (tests/test_params.py proves that every other key is hashed).
 RUNTIME_SWITCHES = ("trainer.enable_progress_bar", "datamodule.num_workers", "resume")
+# The sections of params.yaml this stage reads whole (plus data.image_size).
+READS = ("seed", "model", "optimizer", "datamodule", "trainer", "callbacks", "resume")
+
+
+def unhashed_settings(params: dict[str, Any], stage_params: list[str]) -> list[str]:
+    """Keys this stage reads that are neither in its dvc.yaml `params` nor run-time switches: a
+    change to one would not rerun the stage (e.g. a Trainer option added with `-S +trainer.x`)."""
+
+    def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
+        keys = []
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            keys += leaves(value, name + ".") if isinstance(value, dict) and value else [name]
+        return keys
+
+    read = [k for k in leaves(params) if k.split(".")[0] in READS]
+    return [
+        key
+        for key in read
+        if key not in RUNTIME_SWITCHES
+        and not any(key == p or key.startswith(p + ".") for p in stage_params)
+    ]
+
+
+def check_hashed(root: Path) -> None:
+    """Refuse a setting that DVC does not hash: it would be applied once and then go stale."""
+    import yaml
+
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
+    unhashed = unhashed_settings(
+        yaml.safe_load((root / "params.yaml").read_text()), stage["params"]
+    )
+    if unhashed:
+        raise ConfigError(
+            f"{unhashed[0]}: dvc.yaml's train stage does not list it in its params, so DVC would "
+            f"not rerun training when it changes; add `- {unhashed[0]}` there"
+        )
 
 
 def fingerprint(cfg: Config, data_md5: str) -> str:
@@ -77,6 +116,7 @@ def main() -> None:
     )
     model = build_plant_cnn(cfg, classes)
     trainer, callbacks = build_trainer(cfg.trainer, out_dir, cfg.callbacks)
+    check_hashed(root)
 
     stamp = fingerprint(cfg, dvc_md5(cache))
     previous = read_run_file(out_dir / RUN_FILE)
