@@ -138,7 +138,7 @@ def test_queued_grid_runs_apart_and_tracks_into_the_main_store(baseline):
     for name, found in grid.items():
         tracked = runs[name]  # in the main mlflow.db, not in the deleted temporary copy
         assert tracked.data.params["optimizer.lr"] == str(found["params"]["optimizer"]["lr"])
-        assert tracked.data.params["data.batch_size"] == BATCH
+        assert tracked.data.params["datamodule.batch_size"] == BATCH
         val_acc = client.get_metric_history(tracked.info.run_id, "val/acc")
         summary = found["metrics"]["metrics/train.json"]
         assert len(val_acc) == summary["epochs"]

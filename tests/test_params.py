@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from dlrepro.config import load_config
-from dlrepro.data.ingest import ingest, load_split
+from dlrepro.data.ingest import ingest
 from dlrepro.errors import ConfigError
 from dlrepro.plant.train import (
     build_datamodule,
@@ -140,9 +140,7 @@ def stage_root(tmp_path_factory) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{i}.png"), image)
     ingest(source, root / "data" / "cache", image_size=16, test_fraction=0.25, seed=0)
-    load_split(root / "data" / "cache", "train")
-    for name in ("dvc.yaml",):
-        (root / name).write_text((REPO / name).read_text())
+    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
     model_dir = root / "models" / "plant_cnn"
     model_dir.mkdir(parents=True)
     (model_dir / "best.ckpt").write_bytes(b"earlier weights")

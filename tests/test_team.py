@@ -214,7 +214,7 @@ def test_train_run_has_params_per_epoch_metrics_artifacts_and_tags(pushed, serve
     params = train.data.params
     assert params["optimizer.lr"] == "0.001"
     assert params["trainer.max_epochs"] == "2"  # the small profile
-    assert params["data.batch_size"] == "32" and params["seed"] == "0"
+    assert params["datamodule.batch_size"] == "32" and params["seed"] == "0"
 
     with (pushed / "plots" / "train" / "history.csv").open() as handle:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]

@@ -282,8 +282,7 @@ def build_trainer(
                 extra.append(instantiate(node, _convert_="all"))
     if options.get("enable_progress_bar", True):
         extra.append(TQDMProgressBar())
-    with config_errors("trainer"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*litlogger")
+    with config_errors("trainer"):
         trainer = instantiate(
             dict(options),
             _convert_="all",
