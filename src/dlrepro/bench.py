@@ -324,10 +324,9 @@ def build_datamodule(cfg: Config, data: dict[str, Any]) -> Any:
 
 def build_model(cfg: Config, classes: list[str], channels_last: bool, cls: type | None = None):
     """PlantCNN exactly as the train stage builds it (or a subclass of it, `cls`)."""
-    from dlrepro.plant.model import PlantCNN
     from dlrepro.plant.train import build_plant_cnn
 
-    return build_plant_cnn(cfg, classes, channels_last, cls or PlantCNN)
+    return build_plant_cnn(cfg, classes, channels_last, cls)
 
 
 def sgemm_gflops(repeats: int) -> list[float]:

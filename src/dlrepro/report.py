@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrepro import paths
-from dlrepro.tracking import flatten
+from dlrepro.config.load import flatten
 
 TRACE_LINES_IN_MARKDOWN = 40
 FINDING_HEADER = ["what", "text prints", "code prints", "framework", "match"]

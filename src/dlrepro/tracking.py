@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dlrepro.config.load import flatten
 from dlrepro.errors import TrackingError
 from dlrepro.paths import repo_root
 
@@ -119,18 +120,6 @@ def run_tags(stage: str, inputs: list[Path]) -> dict[str, str]:
         rel = Path(path).resolve().relative_to(root).as_posix()
         tags[f"dvc.md5.{rel}"] = dvc_md5(path)
     return tags
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params and metrics are flat."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def experiment_id(family: str) -> str:

@@ -15,52 +15,55 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlrepro import paths
 from dlrepro.cli import run_stage
-from dlrepro.config import Config, load_config
+from dlrepro.config import load_config
+from dlrepro.config.load import flatten
 from dlrepro.errors import ConfigError
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
 
 RUN_FILE = "run.json"
+# What this stage reads from params.yaml: these sections whole, and data.image_size.
+READS = (
+    "seed",
+    "model",
+    "optimizer",
+    "datamodule",
+    "trainer",
+    "callbacks",
+    "resume",
+    "data.image_size",
+)
 # Settings that change how a run goes, not what it computes: not train's params in dvc.yaml, so
-# changing one reruns nothing (tests/test_params.py proves that every other key is hashed).
+# changing one reruns nothing (tests/test_params.py proves that every other setting is hashed).
 RUNTIME_SWITCHES = ("trainer.enable_progress_bar", "datamodule.num_workers", "resume")
-# The sections of params.yaml this stage reads whole (plus data.image_size).
-READS = ("seed", "model", "optimizer", "datamodule", "trainer", "callbacks", "resume")
 
 
-def unhashed_settings(params: dict[str, Any], stage_params: list[str]) -> list[str]:
-    """Keys this stage reads that are neither in its dvc.yaml `params` nor run-time switches: a
-    change to one would not rerun the stage (e.g. a Trainer option added with `-S +trainer.x`)."""
-
-    def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
-        keys = []
-        for key, value in tree.items():
-            name = f"{prefix}{key}"
-            keys += leaves(value, name + ".") if isinstance(value, dict) and value else [name]
-        return keys
-
-    read = [k for k in leaves(params) if k.split(".")[0] in READS]
-    return [
-        key
-        for key in read
-        if key not in RUNTIME_SWITCHES
-        and not any(key == p or key.startswith(p + ".") for p in stage_params)
-    ]
+def _within(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def check_hashed(root: Path) -> None:
+def read_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings this stage reads, by dotted key, from params.yaml as loaded: one inventory
+    for the DVC check, the resume fingerprint and the MLflow params."""
+    return {k: v for k, v in flatten(params).items() if _within(k, READS)}
+
+
+def unhashed_settings(settings: dict[str, Any], stage_params: list[str]) -> list[str]:
+    """Settings that are neither in the stage's dvc.yaml `params` nor run-time switches: a change
+    to one would not rerun the stage (e.g. a Trainer option added with `-S +trainer.x`)."""
+    return [k for k in settings if k not in RUNTIME_SWITCHES and not _within(k, stage_params)]
+
+
+def check_hashed(settings: dict[str, Any], root: Path) -> None:
     """Refuse a setting that DVC does not hash: it would be applied once and then go stale."""
-    import yaml
-
     stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
-    unhashed = unhashed_settings(
-        yaml.safe_load((root / "params.yaml").read_text()), stage["params"]
-    )
+    unhashed = unhashed_settings(settings, stage["params"])
     if unhashed:
         raise ConfigError(
             f"{unhashed[0]}: dvc.yaml's train stage does not list it in its params, so DVC would "
@@ -68,19 +71,16 @@ def check_hashed(root: Path) -> None:
         )
 
 
-def fingerprint(cfg: Config, data_md5: str) -> str:
+def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
     """What the run computes: every setting but the run-time switches, and the data."""
-    sections = {k: asdict(getattr(cfg, k)) for k in ("model", "datamodule")}
-    sections |= {"optimizer": cfg.optimizer, "callbacks": cfg.callbacks, "seed": cfg.seed}
-    sections["trainer"] = {k: v for k, v in cfg.trainer.items() if k != "enable_progress_bar"}
-    sections["datamodule"].pop("num_workers")
-    sections["data"] = {"image_size": cfg.data.image_size, "md5": data_md5}
-    return hashlib.md5(json.dumps(sections, sort_keys=True).encode()).hexdigest()
+    computed = {k: v for k, v in settings.items() if k not in RUNTIME_SWITCHES}
+    return hashlib.md5(json.dumps([computed, data_md5], sort_keys=True).encode()).hexdigest()
 
 
 def main() -> None:
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
+    settings = read_settings(yaml.safe_load((root / "params.yaml").read_text()))
 
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
@@ -116,9 +116,9 @@ def main() -> None:
     )
     model = build_plant_cnn(cfg, classes)
     trainer, callbacks = build_trainer(cfg.trainer, out_dir, cfg.callbacks)
-    check_hashed(root)
+    check_hashed(settings, root)
 
-    stamp = fingerprint(cfg, dvc_md5(cache))
+    stamp = fingerprint(settings, dvc_md5(cache))
     previous = read_run_file(out_dir / RUN_FILE)
     resume = cfg.resume and previous.get("fingerprint") == stamp and not previous.get("finished")
     if leader and not resume:
@@ -133,10 +133,7 @@ def main() -> None:
 
     from dlrepro.tracking import log_outcome
 
-    params = {"model": asdict(cfg.model), "optimizer": cfg.optimizer, "trainer": cfg.trainer}
-    params |= {"datamodule": asdict(cfg.datamodule), "callbacks": cfg.callbacks}
-    params |= {"data": {"path": cfg.data.path, "image_size": cfg.data.image_size}}
-    params |= {"seed": cfg.seed, "resume": cfg.resume}
+    params = {**settings, "data.path": cfg.data.path}
     with stage_run("train", "plant", params, inputs=[cache]) as run:
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         result = fit(trainer, callbacks, model, datamodule, resume)
