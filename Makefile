@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # DVC runs each stage's `python -m ...` through the shell: the venv must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint params ui bench clean
+.PHONY: setup repro test test-fast lint params ui bench keras-env clean
 
 setup: $(STAMP)
 
@@ -39,5 +39,15 @@ ui: $(STAMP)      ## MLflow UI on the embedded store: http://127.0.0.1:5000
 bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/bench.json (untracked)
 	$(PY) -m dlrepro.bench
 
+# The text's own Keras program, for `make bench`'s side-by-side: TensorFlow lives in its own venv
+# and is never a dependency of dlrepro.
+KERAS_VENV ?= .venv-keras
+keras-env: $(KERAS_VENV)/.installed
+
+$(KERAS_VENV)/.installed:
+	test -x $(KERAS_VENV)/bin/python || python3 -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/python -m pip install --quiet 'tensorflow-cpu==2.21.0' pillow matplotlib
+	touch $@
+
 clean:            ## remove the environment and the embedded MLflow store (DVC outputs stay)
-	rm -rf $(VENV) mlflow.db mlruns
+	rm -rf $(VENV) $(KERAS_VENV) mlflow.db mlruns

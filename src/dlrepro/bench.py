@@ -1,6 +1,6 @@
 """`make bench`: where the time goes on this machine, as figures and ratios (never pass/fail).
 
-    python -m dlrepro.bench [--quick] [--only {curriculum,training,predict}] [--output PATH]
+    python -m dlrepro.bench [--quick] [--only SECTION] [--output PATH]
 
 Sections:
 
@@ -14,6 +14,9 @@ Sections:
   the same model and batches in a plain PyTorch loop (the two take turns, one epoch at a time,
   and each Lightning epoch is set against the plain epochs either side of it), data loading
   alone, and a few settings tried for speed (channels_last on/off, thread count).
+- vs_keras: the text's Keras program (its own TensorFlow venv, `make keras-env`) beside the train
+  stage on the same data: walls, throughputs, peak RSS, accuracies and their ratios
+  (dlrepro.bench_keras).
 - predict: the rows of `dlrepro.bench_predict.run()` when that module exists.
 
 Figures go to stdout as one table per section, and to `reports/bench.json` (a local measurement
@@ -50,7 +53,7 @@ from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
 from dlrepro.errors import DataError
 
-SECTIONS = ("curriculum", "training", "predict")
+SECTIONS = ("curriculum", "training", "vs_keras", "predict")
 DEFAULT_OUTPUT = paths.REPORTS / "bench.json"
 
 CURRICULUM_TARGET_S = 60.0
@@ -761,9 +764,16 @@ def bench_predict(scale: Scale) -> dict[str, Any] | None:
     }
 
 
+def bench_vs_keras(scale: Scale) -> dict[str, Any]:
+    """The text's Keras program beside the train stage (dlrepro.bench_keras, which builds on the
+    helpers here; imported when the section runs, so neither module imports the other at load)."""
+    return importlib.import_module("dlrepro.bench_keras").bench_vs_keras(scale.quick)
+
+
 RUNNERS: dict[str, Callable[[Scale], dict[str, Any] | None]] = {
     "curriculum": bench_curriculum,
     "training": bench_training,
+    "vs_keras": bench_vs_keras,
     "predict": bench_predict,
 }
 

@@ -1,0 +1,272 @@
+"""`make bench`'s side-by-side: the text's Keras program against dlrepro's `train` stage.
+
+Both run as their own process on the same data, one after the other, and each is observed the
+same way from outside its code:
+
+- Keras: `src/dlrepro/plant/text_code.py` (the text's case study, verbatim) in the TensorFlow venv
+  that `make keras-env` builds, through `plant/keras_reference.py`, from the folder that holds
+  `plant_disease_dataset/`: it decodes the JPEGs itself, as the text does.
+- dlrepro: `python -m dlrepro.stages.train`, the command `dvc repro` runs, in a temporary copy
+  of what the stage reads (params.yaml, dvc.yaml, the prepared cache) with its own MLflow store;
+  `Trainer.fit` is timed and every training step stamped by the observer below.
+
+Figures of each side: program wall (interpreter start to exit, imports included), fit wall and
+fit throughput (train images × epochs / fit wall, validation and data loading included, as
+Keras' `fit` counts), peak RSS (VmHWM of the program's own process) and the final model's test
+accuracy (Keras: its `model.evaluate(test_data)`; dlrepro: `last.ckpt` on the test split, the
+last epoch unselected, as Keras' figure is). dlrepro's loop throughput is the steady rate of its
+training steps (`dlrepro.bench.steady_rate`).
+
+The data is the repository's `data/plant_disease_dataset` with its `data/cache` when both exist
+(`make repro` builds them), else the same generator's leaves in a temporary folder; `--quick`
+always uses a tiny generated set and one epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlrepro import paths
+from dlrepro.bench import (
+    last_line,
+    load_average,
+    load_row,
+    print_table,
+    steady_rate,
+    timed_subprocess,
+)
+from dlrepro.config import load_config
+from dlrepro.errors import DataError
+
+KERAS_VENV = ".venv-keras"
+KERAS_MISSING = (
+    "the text's Keras program needs its own environment: run `make keras-env` (builds "
+    f"{KERAS_VENV} with tensorflow-cpu 2.21.0, about 2 minutes), then `make bench` again"
+)
+QUICK_SIZES = (32, 16)  # train, test images
+LOOP_SPEEDUP_TARGET = 2.0
+STAGE_WALL_RATIO_TARGET = 0.5
+WARMUP_STEPS = 3
+
+# Runs the train stage as `python -m` would, and records around it what the Keras side records.
+STAGE_OBSERVER = """
+import atexit, json, runpy, sys, time
+from pathlib import Path
+
+result, observed = Path(sys.argv[1]), {"stamps": []}
+
+import pytorch_lightning as pl
+from dlrepro.plant.model import PlantCNN
+
+fit = pl.Trainer.fit
+def timed_fit(self, *args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return fit(self, *args, **kwargs)
+    finally:
+        observed["fit_s"] = time.perf_counter() - start
+pl.Trainer.fit = timed_fit
+
+step_end = PlantCNN.on_train_batch_end
+def stamped(self, outputs, batch, batch_idx):
+    step_end(self, outputs, batch, batch_idx)
+    observed["stamps"].append((self.current_epoch, time.perf_counter(), len(batch[1])))
+PlantCNN.on_train_batch_end = stamped
+
+def write():
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+    observed["peak_rss_bytes"] = int(hwm.split()[1]) * 1024
+    result.write_text(json.dumps(observed))
+atexit.register(write)
+
+sys.argv = ["dlrepro.stages.train"]
+runpy.run_module("dlrepro.stages.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def keras_python(root: Path) -> Path | None:
+    python = root / KERAS_VENV / "bin" / "python"
+    return python if python.is_file() else None
+
+
+def dataset(tmp: Path, quick: bool) -> tuple[Path, Path, str]:
+    """(folder holding plant_disease_dataset/, its prepared cache, description)."""
+    from dlrepro.data.ingest import ingest
+    from dlrepro.data.leaves import generate_dataset
+
+    root = paths.repo_root()
+    if (
+        not quick
+        and (root / paths.LEAVES).is_dir()
+        and (root / paths.CACHE / "classes.json").is_file()
+    ):
+        return root / paths.DATA, root / paths.CACHE, f"{paths.LEAVES.as_posix()} (the pipeline's)"
+    data = load_config(root / "params.yaml").data
+    train, test = QUICK_SIZES if quick else (data.train_size, data.test_size)
+    leaves = tmp / "data" / paths.LEAVES.name
+    generate_dataset(leaves, train, test, data.seed, data.raw_size)
+    with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
+        ingest(leaves, tmp / "cache", data.image_size, data.test_fraction, data.seed, data.min_side)
+    return leaves.parent, tmp / "cache", f"generated {train}/{test} leaves in a temp folder"
+
+
+def run_keras(python: Path, data_root: Path, tmp: Path, epochs: int, seed: int) -> dict[str, Any]:
+    script = Path(__file__).parent / "plant" / "keras_reference.py"
+    result = tmp / "keras.json"
+    command = [str(python), str(script), str(data_root), str(result), "--epochs", str(epochs)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    wall, done = timed_subprocess([*command, "--seed", str(seed)], tmp, env)
+    if done.returncode != 0:
+        raise DataError(f"the Keras program failed: {last_line(done.stderr)}")
+    return {**json.loads(result.read_text()), "program_wall_s": wall}
+
+
+def run_stage(cache: Path, tmp: Path, epochs: int) -> dict[str, Any]:
+    """The train stage in a temporary root with `trainer.max_epochs = epochs`."""
+    root = paths.repo_root()
+    stage_root = tmp / "stage"
+    shutil.copytree(cache, stage_root / paths.CACHE)  # inside the root, as the stage reads it
+    shutil.copy(root / "dvc.yaml", stage_root / "dvc.yaml")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["trainer"]["max_epochs"] = epochs
+    params["trainer"]["enable_progress_bar"] = False
+    (stage_root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "DVC_ROOT": str(stage_root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+    }
+    result = tmp / "stage.json"
+    wall, done = timed_subprocess(
+        [sys.executable, "-c", STAGE_OBSERVER, str(result)], stage_root, env
+    )
+    if done.returncode != 0:
+        raise DataError(f"the train stage failed: {last_line(done.stderr)}")
+    observed = json.loads(result.read_text())
+    train = json.loads((stage_root / paths.METRICS / "train.json").read_text())
+    images = train["train_images"]
+    return {
+        "program_wall_s": wall,
+        "fit_s": observed["fit_s"],
+        "fit_img_s": images * train["epochs"] / observed["fit_s"],
+        "loop_img_s": loop_rate(observed["stamps"]),
+        "peak_rss_bytes": observed["peak_rss_bytes"],
+        "train_images": images,
+        "epochs": train["epochs"],
+        "test_acc": final_test_accuracy(stage_root / paths.PLANT_MODEL_DIR / "last.ckpt", cache),
+    }
+
+
+def loop_rate(stamps: list[list[float]]) -> float:
+    steps = [tuple(stamp) for stamp in stamps]
+    return steady_rate(steps, min(WARMUP_STEPS, max(len(steps) - 2, 0)))
+
+
+def final_test_accuracy(checkpoint: Path, cache: Path) -> float:
+    from dlrepro.data.ingest import load_split
+    from dlrepro.plant.evaluate import evaluate
+    from dlrepro.plant.model import PlantCNN
+
+    model = PlantCNN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    images, labels, classes = load_split(cache, "test")
+    return evaluate(model, images, labels, classes)["accuracy"]
+
+
+def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str, Any]:
+    """The `vs_keras` figures; the ratios need the Keras side."""
+    figures: dict[str, Any] = {
+        "loop_img_s": round(stage["loop_img_s"], 1),
+        "stage_wall_s": round(stage["program_wall_s"], 1),
+        "stage_fit_s": round(stage["fit_s"], 1),
+        "stage_fit_img_s": round(stage["fit_img_s"], 1),
+        "stage_peak_rss_gb": round(stage["peak_rss_bytes"] / 1e9, 3),
+        "stage_test_acc": round(stage["test_acc"], 4),
+        "train_images": stage["train_images"],
+        "epochs": stage["epochs"],
+    }
+    if keras is None:
+        return {**figures, "keras": KERAS_MISSING}
+    return {
+        **figures,
+        "keras_fit_img_s": round(keras["fit_img_s"], 1),
+        "keras_fit_s": round(keras["fit_s"], 1),
+        "keras_program_wall_s": round(keras["program_wall_s"], 1),
+        "keras_peak_rss_gb": round(keras["peak_rss_bytes"] / 1e9, 3),
+        "keras_test_acc": round(keras["test_acc"], 4),
+        "tensorflow": keras["tensorflow"],
+        "loop_speedup": round(stage["loop_img_s"] / keras["fit_img_s"], 3),
+        "fit_speedup": round(stage["fit_img_s"] / keras["fit_img_s"], 3),
+        "stage_wall_ratio": round(stage["program_wall_s"] / keras["program_wall_s"], 3),
+        "peak_rss_ratio": round(stage["peak_rss_bytes"] / keras["peak_rss_bytes"], 3),
+    }
+
+
+def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, note) rows: each measure with dlrepro's value, Keras' and the ratio."""
+    out = [("data", f"{figures['train_images']} train images", f"{figures['epochs']} epochs")]
+    pairs = (
+        ("program wall", "stage_wall_s", "keras_program_wall_s", "s", "process start to exit"),
+        ("fit wall", "stage_fit_s", "keras_fit_s", "s", "fit(), validation included"),
+        ("fit throughput", "stage_fit_img_s", "keras_fit_img_s", "img/s", "images × epochs / fit"),
+        ("peak RSS", "stage_peak_rss_gb", "keras_peak_rss_gb", "GB", "VmHWM of the process"),
+        ("test accuracy", "stage_test_acc", "keras_test_acc", "", "final model, test split"),
+    )
+    for label, ours, theirs, unit, note in pairs:
+        value = f"{figures[ours]} {unit}".strip()
+        if theirs in figures:
+            note = f"Keras {figures[theirs]} {unit}".strip() + f"; {note}"
+        out.append((f"dlrepro {label}", value, note))
+    out.append(("dlrepro loop", f"{figures['loop_img_s']} img/s", "steady training steps"))
+    if "keras" in figures:
+        out.append(("Keras", "not run", figures["keras"]))
+        return out
+    targets = {
+        "loop_speedup": (LOOP_SPEEDUP_TARGET, True),
+        "stage_wall_ratio": (STAGE_WALL_RATIO_TARGET, False),
+        "peak_rss_ratio": (1.0, False),
+    }
+    for key, note in (
+        ("loop_speedup", "dlrepro loop ÷ Keras fit throughput"),
+        ("fit_speedup", "fit throughput ÷ Keras fit throughput"),
+        ("stage_wall_ratio", "train stage wall ÷ Keras program wall"),
+        ("peak_rss_ratio", "peak RSS ÷ Keras peak RSS"),
+    ):
+        if key in targets:
+            target, at_least = targets[key]
+            met = figures[key] >= target if at_least else figures[key] <= target
+            note += f"; target {'>=' if at_least else '<='} {target}: {'met' if met else 'not met'}"
+        out.append((key, f"{figures[key]:.3f}", note))
+    return out
+
+
+def bench_vs_keras(quick: bool) -> dict[str, Any]:
+    """Both programs on the same data; returns the `vs_keras` figures and prints the table."""
+    root = paths.repo_root()
+    cfg = load_config(root / "params.yaml")
+    epochs = 1 if quick else cfg.trainer["max_epochs"]
+    python = keras_python(root)
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_root, cache, described = dataset(tmp, quick)
+        keras = None if python is None else run_keras(python, data_root, tmp, epochs, cfg.seed)
+        stage = run_stage(cache, tmp, epochs)
+    figures = {**comparison(keras, stage), "dataset": described, "quick": quick}
+    load_end = load_average()
+    figures["load_average"] = {"start": load_start, "end": load_end}
+    print_table(
+        "vs_keras: the text's Keras program beside the train stage",
+        [*rows(figures), load_row(load_start, load_end)],
+    )
+    return figures
