@@ -65,3 +65,54 @@ def test_quick_training_bench_prints_and_writes_numeric_figures(tmp_path: Path) 
     assert training["train_step_gflop_per_image"] == pytest.approx(0.5106, abs=1e-3)
     assert training["forward_gflop_per_image"] == pytest.approx(0.1794, abs=1e-3)
     assert training["tuning"][0]["vs_configured"] == 1.0  # the configured setting is the baseline
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    output = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "dlrepro.bench", *args, "--output", str(output)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, json.loads(output.read_text())
+
+
+@pytest.mark.slow
+def test_quick_vs_keras_section_runs_the_train_stage_and_says_how_to_add_keras(
+    tmp_path: Path,
+) -> None:
+    """The project's side is the real train stage (its own process, its own MLflow store); the
+    Keras side runs when `make keras-env` built .venv-keras, else the bench says how to."""
+    from dlrepro.bench_keras import KERAS_MISSING, keras_python
+
+    done, results = run_bench(tmp_path, "--quick", "--only", "vs_keras")
+    figures = results["vs_keras"]
+    for name in ("loop_img_s", "stage_wall_s", "stage_fit_img_s", "stage_peak_rss_gb"):
+        assert isinstance(figures[name], float) and figures[name] > 0, name
+    assert 0.0 <= figures["stage_test_acc"] <= 1.0
+    assert figures["epochs"] == 1 and len(figures["stage_epoch_s"]) == 1
+    if keras_python(REPO) is None:
+        assert figures["keras"] == KERAS_MISSING and "make keras-env" in done.stdout
+        assert "loop_speedup" not in figures
+    else:
+        for name in ("keras_fit_img_s", "keras_program_wall_s", "loop_speedup", "stage_wall_ratio"):
+            assert isinstance(figures[name], float) and figures[name] > 0, name
+        assert figures["loop_speedup"] == pytest.approx(
+            figures["loop_img_s"] / figures["keras_fit_img_s"], rel=0.01
+        )
+
+
+@pytest.mark.slow
+def test_scale_option_measures_each_size(tmp_path: Path) -> None:
+    done, results = run_bench(tmp_path, "--scale", "16,32")
+    runs = results["scale"]["runs"]
+    assert [run["train_images"] for run in runs] == [16, 32]
+    for run in runs:
+        assert run["prepare_ms_per_image"] > 0 and run["train_ms_per_image"] > 0
+        assert run["train_peak_rss_gb"] > 0
+    assert "train peak RSS growth" in done.stdout
+
+
+def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
+    for value in ("800", "801,4000", "800,x"):
+        command = [sys.executable, "-m", "dlrepro.bench", "--scale", value]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 2 and "--scale" in done.stderr, value

@@ -111,6 +111,22 @@ def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_
     assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
 
 
+def test_best_checkpoint_holds_weights_only_and_last_holds_what_resuming_needs(tmp_path):
+    """best.ckpt is read for its weights (evaluate, export, predict): no optimizer moments, no
+    callback state, so it is written cheaply on each improvement; last.ckpt keeps both."""
+    result = fit(tmp_path / "run", max_epochs=1)
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    last = torch.load(result.last_checkpoint, weights_only=True)
+    assert "optimizer_states" not in best and "callbacks" not in best
+    assert last["optimizer_states"] and last["callbacks"]
+    assert best["state_dict"].keys() == last["state_dict"].keys()
+    assert all(
+        torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"]
+    )
+    assert result.best_checkpoint.stat().st_size < result.last_checkpoint.stat().st_size / 2
+    PlantCNN.load_from_checkpoint(result.best_checkpoint, map_location="cpu", weights_only=True)
+
+
 def test_checkpoints_hold_no_absolute_path_and_resume_after_the_folder_moved(
     three_epochs, tmp_path
 ):
@@ -120,9 +136,9 @@ def test_checkpoints_hold_no_absolute_path_and_resume_after_the_folder_moved(
     for checkpoint in (first.best_checkpoint, first.last_checkpoint):
         raw = checkpoint.read_bytes()
         assert str(tmp_path).encode() not in raw and b"/tmp" not in raw
-        states = torch.load(checkpoint, weights_only=True)["callbacks"]
-        saved = [s for key, s in states.items() if key.startswith("RelocatableCheckpoint")]
-        assert {s["dirpath"] for s in saved} == {"."}
+    states = torch.load(first.last_checkpoint, weights_only=True)["callbacks"]
+    saved = [s for key, s in states.items() if key.startswith("RelocatableCheckpoint")]
+    assert {s["dirpath"] for s in saved} == {"."}
     moved = tmp_path / "somewhere" / "else"
     moved.parent.mkdir()
     (tmp_path / "here").rename(moved)

@@ -17,6 +17,8 @@ Sections:
 - vs_keras: the text's Keras program (its own TensorFlow venv, `make keras-env`) beside the train
   stage on the same data: walls, throughputs, peak RSS, accuracies and their ratios
   (dlrepro.bench_keras).
+- scale (`--scale 800,4000,20000`, instead of the others): prepare and train cost per image
+  and the train stage's peak RSS as the training set grows (dlrepro.bench_scale).
 - predict: the rows of `dlrepro.bench_predict.run()` when that module exists.
 
 Figures go to stdout as one table per section, and to `reports/bench.json` (a local measurement
@@ -797,6 +799,17 @@ def write_results(output: Path, section: str, figures: dict[str, Any]) -> None:
     output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
+def training_sizes(text: str) -> list[int]:
+    """`--scale 800,4000,20000`: even training-set sizes (the generator splits them by class)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 800,4000,20000") from None
+    if len(sizes) < 2 or any(size < 2 or size % 2 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: two or more even sizes >= 2")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dlrepro.bench", description=__doc__.split("\n\n")[0]
@@ -809,10 +822,22 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"JSON file for the figures (default: <repo>/{DEFAULT_OUTPUT.as_posix()})",
     )
+    parser.add_argument(
+        "--scale",
+        type=training_sizes,
+        metavar="N,N,...",
+        help="instead of the sections: prepare and train cost per image at these training-set "
+        "sizes, e.g. 800,4000,20000 (dlrepro.bench_scale)",
+    )
     args = parser.parse_args(argv)
     output = args.output or paths.repo_root() / DEFAULT_OUTPUT
     scale = Scale(args.quick)
     print(f"load average at start: {load_average()} on {os.cpu_count()} logical CPUs")
+    if args.scale:
+        figures = importlib.import_module("dlrepro.bench_scale").bench_scale(args.scale)
+        write_results(output, "scale", figures)
+        print(f"\nfigures written to {output}")
+        return
     for section in [args.only] if args.only else SECTIONS:
         figures = RUNNERS[section](scale)
         if figures is not None:

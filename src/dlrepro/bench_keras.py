@@ -132,8 +132,8 @@ def run_keras(python: Path, data_root: Path, tmp: Path, epochs: int, seed: int) 
     return {**json.loads(result.read_text()), "program_wall_s": wall}
 
 
-def run_stage(cache: Path, tmp: Path, epochs: int) -> dict[str, Any]:
-    """The train stage in a temporary root with `trainer.max_epochs = epochs`."""
+def run_stage(cache: Path, tmp: Path, epochs: int, seed: int | None = None) -> dict[str, Any]:
+    """The train stage in a temporary root with `trainer.max_epochs = epochs` (and `seed`)."""
     root = paths.repo_root()
     stage_root = tmp / "stage"
     shutil.copytree(cache, stage_root / paths.CACHE)  # inside the root, as the stage reads it
@@ -141,6 +141,8 @@ def run_stage(cache: Path, tmp: Path, epochs: int) -> dict[str, Any]:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["trainer"]["max_epochs"] = epochs
     params["trainer"]["enable_progress_bar"] = False
+    if seed is not None:
+        params["seed"] = seed
     (stage_root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
@@ -161,9 +163,11 @@ def run_stage(cache: Path, tmp: Path, epochs: int) -> dict[str, Any]:
         "fit_s": observed["fit_s"],
         "fit_img_s": images * train["epochs"] / observed["fit_s"],
         "loop_img_s": loop_rate(observed["stamps"]),
+        "epoch_s": epoch_seconds(observed["stamps"]),
         "peak_rss_bytes": observed["peak_rss_bytes"],
         "train_images": images,
         "epochs": train["epochs"],
+        "best_val_acc": train["best_val_acc"],
         "test_acc": final_test_accuracy(stage_root / paths.PLANT_MODEL_DIR / "last.ckpt", cache),
     }
 
@@ -171,6 +175,14 @@ def run_stage(cache: Path, tmp: Path, epochs: int) -> dict[str, Any]:
 def loop_rate(stamps: list[list[float]]) -> float:
     steps = [tuple(stamp) for stamp in stamps]
     return steady_rate(steps, min(WARMUP_STEPS, max(len(steps) - 2, 0)))
+
+
+def epoch_seconds(stamps: list[list[float]]) -> list[float]:
+    """Training time of each epoch: its first step's end to its last step's end."""
+    ends: dict[int, list[float]] = {}
+    for epoch, stamp, _ in stamps:
+        ends.setdefault(int(epoch), []).append(stamp)
+    return [round(max(times) - min(times), 2) for _, times in sorted(ends.items())]
 
 
 def final_test_accuracy(checkpoint: Path, cache: Path) -> float:
@@ -191,6 +203,7 @@ def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str,
         "stage_fit_s": round(stage["fit_s"], 1),
         "stage_fit_img_s": round(stage["fit_img_s"], 1),
         "stage_peak_rss_gb": round(stage["peak_rss_bytes"] / 1e9, 3),
+        "stage_epoch_s": stage["epoch_s"],
         "stage_test_acc": round(stage["test_acc"], 4),
         "train_images": stage["train_images"],
         "epochs": stage["epochs"],
@@ -228,6 +241,8 @@ def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
             note = f"Keras {figures[theirs]} {unit}".strip() + f"; {note}"
         out.append((f"dlrepro {label}", value, note))
     out.append(("dlrepro loop", f"{figures['loop_img_s']} img/s", "steady training steps"))
+    epochs = " / ".join(f"{seconds:.1f}" for seconds in figures["stage_epoch_s"])
+    out.append(("dlrepro epochs", "s", f"training steps of each epoch: {epochs}"))
     if "keras" in figures:
         out.append(("Keras", "not run", figures["keras"]))
         return out

@@ -140,8 +140,12 @@ def fit_callbacks(out_dir: Path) -> FitCallbacks:
     # refreshes last.ckpt in epochs where a top-k checkpoint was saved, so it would hold the best
     # epoch, not the last one, and a resumed run would repeat epochs.
     common = {"dirpath": out_dir, "enable_version_counter": False, "save_on_train_epoch_end": True}
+    # best.ckpt is read for its weights only (evaluate, export, predict): without Adam's moments
+    # and the callbacks' state it is a third of last.ckpt's size, and cheaper to write on each
+    # improvement. Resuming needs last.ckpt alone.
     best = RelocatableCheckpoint(
         filename=BEST_NAME,
+        save_weights_only=True,
         monitor=MONITOR,
         mode="max",
         save_top_k=1,
