@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dlrepro.errors import DataError
-from dlrepro.plant.datamodule import PlantDataModule, images_to_tensor
+from dlrepro.plant.datamodule import (
+    EpochBatchSampler,
+    ImageBatches,
+    PlantDataModule,
+    images_to_tensor,
+)
 from dlrepro.plant.model import PlantCNN
 
 CLASSES = ["Diseased", "Healthy"]
@@ -220,3 +227,30 @@ def test_unusable_arrays_raise_data_errors(images, labels, message):
     good_images, good_labels = random_split(4, 8, seed=0)
     with pytest.raises(DataError, match=message):
         PlantDataModule(CLASSES, images, labels, good_images, good_labels)
+
+
+def rss_file_bytes() -> int:
+    """Resident pages of file mappings in this process (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_an_epoch_over_a_memmapped_cache_does_not_keep_the_split_resident(tmp_path):
+    """The cache is read a batch at a time and its pages are released after each read, so an
+    epoch over a 36 MB split leaves far less than the split resident; the batches are the same
+    bytes as from the array in memory."""
+    count, size = 1000, 110  # 1000 × 110 × 110 × 3 bytes = 36 MB
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", pixels)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    labels = np.arange(count) % 2
+    from_map, in_memory = ImageBatches(mapped, labels), ImageBatches(pixels, labels)
+    before = rss_file_bytes()
+    for plan in EpochBatchSampler(count, 32, shuffle=True, hflip=True, seed=0):
+        images, _ = from_map[plan]
+        assert torch.equal(images, in_memory[plan][0])
+    assert rss_file_bytes() - before < pixels.nbytes / 4

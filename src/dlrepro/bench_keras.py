@@ -241,8 +241,9 @@ def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
             note = f"Keras {figures[theirs]} {unit}".strip() + f"; {note}"
         out.append((f"dlrepro {label}", value, note))
     out.append(("dlrepro loop", f"{figures['loop_img_s']} img/s", "steady training steps"))
-    epochs = " / ".join(f"{seconds:.1f}" for seconds in figures["stage_epoch_s"])
-    out.append(("dlrepro epochs", "s", f"training steps of each epoch: {epochs}"))
+    seconds = figures["stage_epoch_s"]
+    each = " / ".join(f"{s:.1f}" for s in seconds)
+    out.append(("dlrepro epoch", f"{sum(seconds) / len(seconds):.1f} s", f"mean; each: {each}"))
     if "keras" in figures:
         out.append(("Keras", "not run", figures["keras"]))
         return out

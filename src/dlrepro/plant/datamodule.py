@@ -13,6 +13,7 @@ batches the uninterrupted run would have seen, and worker processes need no seed
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -76,6 +77,19 @@ class EpochBatchSampler(Sampler[BatchPlan]):
             yield BatchPlan(rows[ascending], flips[start : start + self.batch_size][ascending])
 
 
+def release_mapped_pages(images: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped cache that a batch read has touched.
+
+    Pages of a file mapping count in the process's resident memory for as long as they stay
+    mapped, so over an epoch a memmap would grow RSS by the whole split (20,000 images: 1 GB).
+    The cache is read-only, so MADV_DONTNEED just drops the mapping's pages (the kernel's page
+    cache keeps the data); the next read maps them again. Same bytes, bounded memory.
+    """
+    mapping = getattr(images, "_mmap", None)  # np.memmap's mmap.mmap (None for plain arrays)
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
 class ImageBatches(Dataset):
     """Map-style dataset indexed by a whole `BatchPlan` (use with `batch_size=None`)."""
 
@@ -88,6 +102,7 @@ class ImageBatches(Dataset):
 
     def __getitem__(self, plan: BatchPlan) -> tuple[torch.Tensor, torch.Tensor]:
         batch = images_to_tensor(self.images[plan.indices])
+        release_mapped_pages(self.images)
         if plan.flips.any():
             flips = torch.from_numpy(plan.flips)
             batch[flips] = batch[flips].flip(-1)
