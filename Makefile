@@ -33,7 +33,8 @@ lint: $(STAMP)
 params: $(STAMP)  ## recompose params.yaml from conf/; overrides: make params ARGS="profile=small"
 	$(PY) -m dlrepro.config.compose $(ARGS)
 
-ui: $(STAMP)      ## MLflow UI on the embedded store: http://127.0.0.1:5000
+ui: $(STAMP)      ## MLflow UI on the embedded store, printing links to its model-training view
+	@$(PY) -c "from dlrepro.tracking import ui_links; print('\n'.join(ui_links('http://127.0.0.1:5000', 'sqlite:///$(CURDIR)/mlflow.db')))"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/bench.json (untracked)

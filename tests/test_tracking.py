@@ -58,3 +58,32 @@ def test_flatten_nests_with_dots():
         "a.c.d": 2,
         "e": 3,
     }
+
+
+def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_view(
+    monkeypatch, tmp_path
+):
+    """MLflow 3's UI opens an experiment in its GenAI view unless told otherwise: each dlrepro
+    experiment carries the model-training kind (also one made before the mark), and the links
+    `make ui` prints ask for the model-training view."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    mlflow.set_tracking_uri(uri)
+    older = mlflow.create_experiment("dlrepro-data")  # as an earlier version left it
+    mlflow.create_experiment("someone-else")
+    assert tracking.experiment_id("data") == older
+    plant = tracking.experiment_id("plant")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for experiment in (older, plant):
+        tags = client.get_experiment(experiment).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+    links = tracking.ui_links("http://127.0.0.1:5000/", uri)
+    assert links == [
+        f"dlrepro-data: http://127.0.0.1:5000/#/experiments/{older}?workflowType=machine_learning",
+        f"dlrepro-plant: http://127.0.0.1:5000/#/experiments/{plant}?workflowType=machine_learning",
+        "model registry: http://127.0.0.1:5000/#/models?workflowType=machine_learning",
+    ]

@@ -29,6 +29,9 @@ from dlrepro.paths import repo_root
 
 EXPERIMENT_PREFIX = "dlrepro-"
 HEALTH_TIMEOUT_S = 5.0
+# MLflow 3's experiment kind for classic training (its UI otherwise treats experiments as GenAI).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+UI_MODE = "workflowType=machine_learning"
 
 
 def store_root() -> Path:
@@ -123,17 +126,39 @@ def run_tags(stage: str, inputs: list[Path]) -> dict[str, str]:
 
 
 def experiment_id(family: str) -> str:
-    """Get or create the family's experiment; embedded runs keep artifacts beside the store."""
+    """Get or create the family's experiment; embedded runs keep artifacts beside the store.
+
+    Every experiment is marked as model training (EXPERIMENT_KIND), so MLflow 3 knows it is not
+    a GenAI experiment; an experiment created before the mark gets it on its next run.
+    """
     import mlflow
 
     name = EXPERIMENT_PREFIX + family
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
     location = None
     if tracking_uri().startswith("sqlite:"):
         location = (store_root() / "mlruns").as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+
+
+def ui_links(base_url: str, uri: str | None = None) -> list[str]:
+    """One line per dlrepro experiment, and the registry, each a link that opens MLflow's UI in
+    its model-training view. MLflow 3.17 takes the view from the `workflowType` query (else the
+    browser's stored choice) and otherwise opens every experiment on its GenAI overview."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri or tracking_uri())
+    experiments = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    base = base_url.rstrip("/")
+    lines = [
+        f"{e.name}: {base}/#/experiments/{e.experiment_id}?{UI_MODE}"
+        for e in sorted(experiments, key=lambda e: e.name)
+    ]
+    return [*lines, f"model registry: {base}/#/models?{UI_MODE}"]
 
 
 @contextmanager
