@@ -102,9 +102,9 @@ def test_quick_vs_keras_section_runs_the_train_stage_and_says_how_to_add_keras(
 
 @pytest.mark.slow
 def test_scale_option_measures_each_size(tmp_path: Path) -> None:
-    done, results = run_bench(tmp_path, "--scale", "16,32")
+    done, results = run_bench(tmp_path, "--scale", "64,96")
     runs = results["scale"]["runs"]
-    assert [run["train_images"] for run in runs] == [16, 32]
+    assert [run["train_images"] for run in runs] == [64, 96]
     for run in runs:
         assert run["prepare_ms_per_image"] > 0 and run["train_ms_per_image"] > 0
         assert run["train_peak_rss_gb"] > 0
@@ -112,7 +112,7 @@ def test_scale_option_measures_each_size(tmp_path: Path) -> None:
 
 
 def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
-    for value in ("800", "801,4000", "800,x"):
+    for value in ("800", "801,4000", "800,x", "32,800"):
         command = [sys.executable, "-m", "dlrepro.bench", "--scale", value]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 2 and "--scale" in done.stderr, value

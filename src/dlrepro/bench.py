@@ -805,8 +805,9 @@ def training_sizes(text: str) -> list[int]:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 800,4000,20000") from None
-    if len(sizes) < 2 or any(size < 2 or size % 2 for size in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: two or more even sizes >= 2")
+    # A rate needs two timed steps in an epoch: at least 64 images at the text's batch of 32.
+    if len(sizes) < 2 or any(size < 64 or size % 2 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: two or more even sizes >= 64")
     return sizes
 
 

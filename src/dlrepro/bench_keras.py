@@ -53,7 +53,7 @@ KERAS_MISSING = (
     "the text's Keras program needs its own environment: run `make keras-env` (builds "
     f"{KERAS_VENV} with tensorflow-cpu 2.21.0, about 2 minutes), then `make bench` again"
 )
-QUICK_SIZES = (32, 16)  # train, test images
+QUICK_SIZES = (96, 32)  # train, test images: three training steps, enough to time two
 LOOP_SPEEDUP_TARGET = 2.0
 STAGE_WALL_RATIO_TARGET = 0.5
 WARMUP_STEPS = 3
