@@ -116,3 +116,19 @@ def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
         command = [sys.executable, "-m", "dlrepro.bench", "--scale", value]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 2 and "--scale" in done.stderr, value
+
+
+@pytest.mark.slow
+def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
+    done, results = run_bench(tmp_path, "--quick", "--only", "recipes")
+    figures = results["recipes"]
+    assert figures["seeds"] == [0]  # params.yaml's seed
+    for recipe, selected_on in (("text", "last_epoch"), ("tuned", "val")):
+        run = figures[recipe]
+        assert run["epochs"] == [1] and run["selected_on"] == selected_on
+        assert isinstance(run["fit_s_mean"], float) and run["fit_s_mean"] > 0, recipe
+        assert 0.0 <= run["test_acc_mean"] <= 1.0 and run["test_acc_sd"] == 0.0
+    assert figures["tuned_fit_ratio"] == pytest.approx(
+        figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], rel=0.05
+    )
+    assert "tuned_fit_ratio" in done.stdout and "target <= 3.0" in done.stdout

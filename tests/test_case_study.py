@@ -1,4 +1,5 @@
-"""The case study on data a user brings, and a training run that is interrupted and resumed.
+"""The case study on data a user brings (both recipes, the tuned one no worse than the text's),
+and a training run that is interrupted and resumed.
 
 Both run the real stages (DVC, Lightning, MLflow) in a fresh copy of the repository.
 """
@@ -42,7 +43,9 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def test_three_class_folder_trains_and_evaluates_without_code_changes(workspace):
+def test_three_class_folder_trains_and_evaluates_both_recipes_without_code_changes(workspace):
+    """Each recipe at its own epochs on a dataset the user brings: the tuned recipe must not
+    be worse than the text's there either."""
     run(
         workspace,
         sys.executable,
@@ -50,30 +53,43 @@ def test_three_class_folder_trains_and_evaluates_without_code_changes(workspace)
         "dlrepro.config.compose",
         "data.source=folder",
         "data.path=data/three_classes",
-        "trainer.max_epochs=3",
     )
     done = dvc(workspace, "repro", "evaluate")
-    assert ran_stages(done.stdout) == ["prepare", "train", "evaluate"]  # no leaf generation
-    assert "Found 72 images belonging to 3 classes." in done.stdout  # 30 per class, 20% held out
+    assert ran_stages(done.stdout) == [  # no leaf generation
+        "prepare",
+        "train@text",
+        "train@tuned",
+        "evaluate@text",
+        "evaluate@tuned",
+    ]
+    # 30 per class: 6 to test, then 4 of the other 24 to val
+    assert "train: Found 60 images belonging to 3 classes." in done.stdout
     report = json.loads((workspace / "reports" / "data.json").read_text())
     assert report["layout"] == "one folder, seeded split"
     assert report["counts"]["test"] == {"blight": 6, "healthy": 6, "rust": 6}
-    metrics = json.loads((workspace / "metrics" / "evaluate.json").read_text())
-    assert metrics["classes"] == ["blight", "healthy", "rust"]
-    assert np.array(metrics["confusion_matrix"]).shape == (3, 3)
-    assert metrics["accuracy"] > 0.6  # colour-coded classes: far above chance (1/3)
-    trained = json.loads((workspace / "metrics" / "train.json").read_text())
-    assert trained["classes"] == metrics["classes"] and trained["epochs"] == 3
+    assert report["counts"]["val"] == {"blight": 4, "healthy": 4, "rust": 4}
+    accuracy = {}
+    for recipe, epochs in (("text", 10), ("tuned", 30)):
+        metrics = json.loads((workspace / "metrics" / "evaluate" / f"{recipe}.json").read_text())
+        assert metrics["classes"] == ["blight", "healthy", "rust"]
+        assert metrics["recipe"] == recipe and metrics["split"] == "test"
+        assert np.array(metrics["confusion_matrix"]).shape == (3, 3)
+        trained = json.loads((workspace / "metrics" / "train" / f"{recipe}.json").read_text())
+        assert trained["classes"] == metrics["classes"] and trained["epochs"] == epochs
+        assert trained["val_images"] == 12
+        accuracy[recipe] = metrics["accuracy"]
+    assert accuracy["text"] > 0.6  # colour-coded classes: far above chance (1/3)
+    assert accuracy["tuned"] >= accuracy["text"], accuracy
 
 
 def test_interrupted_training_resumes_from_last_checkpoint(workspace):
-    run(workspace, sys.executable, "-m", "dlrepro.config.compose", "trainer.max_epochs=4")
+    run(workspace, sys.executable, "-m", "dlrepro.config.compose", "recipes.text.max_epochs=4")
     dvc(workspace, "repro", "prepare")
-    model_dir = workspace / "models" / "plant_cnn"
+    model_dir = workspace / "models" / "plant_cnn" / "text"
     last = model_dir / "last.ckpt"
     last.unlink(missing_ok=True)
     train = subprocess.Popen(
-        [sys.executable, "-m", "dlrepro.stages.train"],
+        [sys.executable, "-m", "dlrepro.stages.train", "text"],
         cwd=workspace,
         env=env(workspace),
         stdout=subprocess.PIPE,
@@ -91,11 +107,13 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     train.communicate(timeout=120)
     assert json.loads((model_dir / "run.json").read_text())["finished"] is False
 
-    resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train")
-    metrics = json.loads((workspace / "metrics" / "train.json").read_text())
+    resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
+    metrics = json.loads((workspace / "metrics" / "train" / "text.json").read_text())
     assert metrics["resumed"] is True and metrics["epochs"] == 4, resumed.stdout
     assert json.loads((model_dir / "run.json").read_text())["finished"] is True
 
     # A finished run, or new settings, start afresh: nothing leaks between configurations.
-    run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train")
-    assert json.loads((workspace / "metrics" / "train.json").read_text())["resumed"] is False
+    run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
+    assert (
+        json.loads((workspace / "metrics" / "train" / "text.json").read_text())["resumed"] is False
+    )

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dlrepro.config import load_config
 from dlrepro.config.compose import compose
@@ -59,3 +60,21 @@ def test_hydra_overrides_compose_and_unknown_keys_fail(tmp_path):
     assert load_config(out).curriculum.perceptron.lr == 0.25
     with pytest.raises(ConfigError, match="does not compose"):
         compose(tmp_path / "q.yaml", ["curriculum.perceptron.nope=1"])
+
+
+def test_an_optimizer_lr_that_the_one_cycle_schedule_would_override_is_refused(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["recipes"]["tuned"]["optimizer"]["lr"] = 0.01
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"^recipes\.tuned\.optimizer\.lr: OneCycleLR sets"):
+        load_config(tmp_path / "params.yaml")
+
+
+def test_export_recipe_must_name_a_recipe(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["export"]["recipe"] = "fancy"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(
+        ConfigError, match=r"^export\.recipe='fancy': unknown; allowed: text, tuned"
+    ):
+        load_config(tmp_path / "params.yaml")

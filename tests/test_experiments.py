@@ -1,7 +1,7 @@
 """Experiments with `dvc exp run -S` (one change, then a queued grid) and their MLflow runs.
 
-A copy of the repository on the small profile trains once (`dvc repro train`, committed as the
-baseline); experiments target the `train` stage to keep the test short. A workspace experiment
+A copy of the repository on the small profile trains once (`dvc repro train@text`, committed as the
+baseline); experiments target the `train@text` stage to keep the test short. A workspace experiment
 changes the learning rate; a queued grid runs in DVC's temporary copies under .dvc/tmp/exps/,
 two at a time. Queued runs must use their own overrides, leave the main workspace alone, and
 still land in the main repository's MLflow store, tagged with the name `dvc exp show` lists.
@@ -38,10 +38,17 @@ def mlflow_client(root: Path):
     return mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
 
 
+LR = "recipes.text.optimizer.lr"
+
+
+def text_lr(found: dict) -> float:
+    return found["params"]["recipes"]["text"]["optimizer"]["lr"]
+
+
 def train_runs(root: Path) -> list:
     client = mlflow_client(root)
     experiment = client.get_experiment_by_name("dlrepro-plant")
-    return client.search_runs([experiment.experiment_id], "tags.`dvc.stage` = 'train'")
+    return client.search_runs([experiment.experiment_id], "tags.`dvc.stage` = 'train@text'")
 
 
 def experiments(root: Path) -> dict[str, dict]:
@@ -90,7 +97,7 @@ def test_a_queued_copy_uses_its_own_files_and_the_main_store(tmp_path, monkeypat
 def baseline(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     clone_copy(root)
-    dvc(root, "repro", "train")
+    dvc(root, "repro", "train@text")
     run(root, "git", "add", "-A")
     run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     yield root
@@ -98,27 +105,27 @@ def baseline(tmp_path_factory) -> Path:
 
 
 def test_one_change_reruns_training_and_tags_its_mlflow_run(baseline):
-    done = dvc(baseline, "exp", "run", "-S", "optimizer.lr=0.0005", "train")
-    assert ran_stages(done.stdout) == ["train"]  # the data stages did not change
+    done = dvc(baseline, "exp", "run", "-S", f"{LR}=0.0005", "train@text")
+    assert ran_stages(done.stdout) == ["train@text"]  # the data stages did not change
     params = yaml.safe_load((baseline / "params.yaml").read_text())
-    assert params["optimizer"]["lr"] == 0.0005
+    assert params["recipes"]["text"]["optimizer"]["lr"] == 0.0005
     (name,) = [  # the grid below also tries lr 0.0005, at another batch size
         name
         for name, found in experiments(baseline).items()
-        if found["params"]["optimizer"]["lr"] == 0.0005
-        and found["params"]["data"]["batch_size"] == 32
+        if text_lr(found) == 0.0005 and found["params"]["data"]["batch_size"] == 32
     ]
     (tracked,) = [r for r in train_runs(baseline) if r.data.tags.get("dvc.exp_name") == name]
-    assert tracked.data.params["optimizer.lr"] == "0.0005"
+    assert tracked.data.params[LR] == "0.0005"
+    assert tracked.info.run_name == f"train · text · {name}"
 
 
 def test_queued_grid_runs_apart_and_tracks_into_the_main_store(baseline):
     run(baseline, "git", "checkout", "--", ".")  # back to the committed baseline
-    dvc(baseline, "checkout", "--force", "train")
+    dvc(baseline, "checkout", "--force", "train@text")
     before = digest(baseline)
     queued = dvc(
-        baseline, "exp", "run", "--queue", "train",
-        "-S", f"optimizer.lr={','.join(LR_GRID)}", "-S", f"data.batch_size={BATCH}",
+        baseline, "exp", "run", "--queue", "train@text",
+        "-S", f"{LR}={','.join(LR_GRID)}", "-S", f"data.batch_size={BATCH}",
     )  # fmt: skip
     assert queued.stdout.count("Queued experiment") == len(LR_GRID)
     dvc(baseline, "queue", "start", "-j", "2")
@@ -130,17 +137,17 @@ def test_queued_grid_runs_apart_and_tracks_into_the_main_store(baseline):
         for name, found in experiments(baseline).items()
         if found["params"]["data"]["batch_size"] == int(BATCH)
     }
-    assert sorted(str(e["params"]["optimizer"]["lr"]) for e in grid.values()) == sorted(LR_GRID)
+    assert sorted(str(text_lr(e)) for e in grid.values()) == sorted(LR_GRID)
     assert digest(baseline) == before  # the main workspace was not touched
 
     client = mlflow_client(baseline)
     runs = {r.data.tags.get("dvc.exp_name"): r for r in train_runs(baseline)}
     for name, found in grid.items():
         tracked = runs[name]  # in the main mlflow.db, not in the deleted temporary copy
-        assert tracked.data.params["optimizer.lr"] == str(found["params"]["optimizer"]["lr"])
+        assert tracked.data.params[LR] == str(text_lr(found))
         assert tracked.data.params["datamodule.batch_size"] == BATCH
         val_acc = client.get_metric_history(tracked.info.run_id, "val/acc")
-        summary = found["metrics"]["metrics/train.json"]
+        summary = found["metrics"]["metrics/train/text.json"]
         assert len(val_acc) == summary["epochs"]
         assert max(m.value for m in val_acc) == pytest.approx(summary["best_val_acc"])
-        assert client.list_artifacts(tracked.info.run_id, "plots/train")  # beside the main store
+        assert client.list_artifacts(tracked.info.run_id, "plots/train/text")  # beside the store

@@ -190,7 +190,8 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
         for i, image in enumerate(random_images(4, 40, seed)):
             cv2.imwrite(str(folder / f"{i}.jpg"), image)
     ingest(tmp_path / "source", tmp_path / "data" / "cache", image_size=32)
-    write_checkpoint(tmp_path / "models" / "plant_cnn" / "best.ckpt", **SMALL)
+    checkpoint = tmp_path / "models" / "plant_cnn" / "tuned" / "best.ckpt"  # export.recipe's
+    write_checkpoint(checkpoint, **SMALL)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["DVC_ROOT"] = str(tmp_path)
 
@@ -219,11 +220,11 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
         (tmp_path / "models" / f"plant_cnn.{s}").read_bytes() for s in ("onnx", "pt2")
     ]
 
-    (tmp_path / "models" / "plant_cnn" / "best.ckpt").unlink()
+    checkpoint.unlink()
     missing = stage()
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
-        "error: models/plant_cnn/best.ckpt: not found: run `dvc repro train` first"
+        "error: models/plant_cnn/tuned/best.ckpt: not found: run `dvc repro train@tuned` first"
     )
 
 

@@ -14,7 +14,8 @@ from dlrepro.data.images import jpeg_reduction, load_square_rgb
 from dlrepro.data.ingest import ingest, load_split
 from dlrepro.errors import ConfigError, DataError
 
-SMALL = {"image_size": 16, "min_side": 8}  # tiny squares keep every test fast
+# Tiny squares keep every test fast; no val split, except in the tests about val.
+SMALL = {"image_size": 16, "min_side": 8, "val_fraction": 0}
 CLASSES = ("Diseased", "Healthy")
 
 
@@ -67,11 +68,13 @@ def test_given_split_is_cached_as_rgb_memmaps_in_sorted_order(tmp_path, capsys):
     np.testing.assert_array_equal(images[3], expected_square(noise(100)))
     assert report.counts == {
         "train": {"Diseased": 3, "Healthy": 3},
+        "val": {"Diseased": 0, "Healthy": 0},
         "test": {"Diseased": 2, "Healthy": 2},
     }
     assert capsys.readouterr().out.splitlines() == [
-        "Found 6 images belonging to 2 classes.",
-        "Found 4 images belonging to 2 classes.",
+        "train: Found 6 images belonging to 2 classes.",
+        "val: Found 0 images belonging to 2 classes.",
+        "test: Found 4 images belonging to 2 classes.",
     ]
     assert json.loads(json.dumps(report.to_dict()))["layout"] == "given split"
 
@@ -91,6 +94,9 @@ def test_rerun_writes_byte_identical_cache(tmp_path):
         "train/images.npy",
         "train/labels.npy",
         "train/manifest.json",
+        "val/images.npy",
+        "val/labels.npy",
+        "val/manifest.json",
     ]  # the staging memmap is gone
     for file in files:
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
@@ -145,7 +151,7 @@ def test_bad_files_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
 def test_small_images_above_min_side_are_upscaled_and_reported(tmp_path):
     source = given_split(tmp_path / "src")
     put(source / "train" / "Healthy" / "small.png", noise(9, (10, 12, 3)))
-    report = ingest(source, tmp_path / "cache", image_size=16, min_side=10)
+    report = ingest(source, tmp_path / "cache", image_size=16, min_side=10, val_fraction=0)
     assert {"path": "train/Healthy/small.png", "conversions": ["upscaled"]} in report.converted
     assert report.counts["train"]["Healthy"] == 4
 
@@ -218,7 +224,9 @@ def test_test_copy_of_a_train_image_is_dropped_as_leak(tmp_path):
     # the same pixels in another format: different bytes, same model input
     put(source / "test" / "Healthy" / "copy.bmp", noise(101))
     report = ingest(source, tmp_path / "cache", **SMALL)
-    assert report.leaks == [{"test": "test/Healthy/copy.bmp", "train": "train/Healthy/01.png"}]
+    assert report.leaks == [
+        {"split": "test", "path": "test/Healthy/copy.bmp", "copy_of": "train/Healthy/01.png"}
+    ]
     assert report.counts["test"]["Healthy"] == 2
     assert "test/Healthy/copy.bmp" not in manifest(tmp_path / "cache", "test")
 
@@ -238,7 +246,11 @@ def test_empty_test_class_is_reported_not_fatal(tmp_path):
     for file in (source / "test" / "Healthy").iterdir():
         file.unlink()
     report = ingest(source, tmp_path / "cache", **SMALL)
-    assert report.empty_classes == {"train": [], "test": ["Healthy"]}
+    assert report.empty_classes == {
+        "train": [],
+        "val": ["Diseased", "Healthy"],
+        "test": ["Healthy"],
+    }
     assert report.warnings == ["test has no usable image of class 'Healthy'"]
     assert load_split(tmp_path / "cache", "test")[1].tolist() == [0, 0]
 
@@ -323,6 +335,7 @@ def test_one_folder_gets_a_seeded_stratified_split(tmp_path):
     assert report.classes == ["blight", "healthy", "rust"]
     assert report.counts == {
         "train": {"blight": 24, "healthy": 16, "rust": 8},
+        "val": {"blight": 0, "healthy": 0, "rust": 0},
         "test": {"blight": 6, "healthy": 4, "rust": 2},
     }
     assert {"path": ".ipynb_checkpoints", "reason": "hidden"} in report.ignored
@@ -356,7 +369,11 @@ def test_one_folder_class_of_identical_images_stays_in_train(tmp_path):
     for i in range(3):
         put(source / "a" / f"{i}.png", noise(7))  # one picture three times: it cannot be split
     report = ingest(source, tmp_path / "cache", **SMALL)
-    assert report.counts == {"train": {"a": 3, "b": 4}, "test": {"a": 0, "b": 1}}
+    assert report.counts == {
+        "train": {"a": 3, "b": 4},
+        "val": {"a": 0, "b": 0},
+        "test": {"a": 0, "b": 1},
+    }
     assert report.warnings == ["test has no usable image of class 'a'"]
 
 
@@ -369,3 +386,66 @@ def test_jpeg_exif_orientation_is_applied_like_cv2_imread(tmp_path):
     rgb = load_square_rgb(tmp_path / "phone.jpg", image_size=16).rgb.astype(int)
     assert rgb[:6, :, 0].min() > 200 and rgb[:6, :, 2].max() < 60  # red on top
     assert rgb[-6:, :, 2].min() > 200 and rgb[-6:, :, 0].max() < 60  # blue below
+
+
+VAL = {"image_size": 16, "min_side": 8}  # the default val_fraction, 0.15
+
+
+def test_val_is_carved_from_train_per_class_seeded_and_leaves_test_alone(tmp_path):
+    source = given_split(tmp_path / "src", n_train=20, n_test=4)
+    report = ingest(source, tmp_path / "a", **VAL)
+    assert report.counts["val"] == {"Diseased": 3, "Healthy": 3}  # round(20 × 0.15) per class
+    assert report.counts["train"] == {"Diseased": 17, "Healthy": 17}
+    assert report.val_fraction == 0.15 and report.seed == 0
+    train, val = manifest(tmp_path / "a", "train"), manifest(tmp_path / "a", "val")
+    assert not set(train) & set(val) and all(path.startswith("train/") for path in val)
+    images, labels, _ = load_split(tmp_path / "a", "val")
+    assert images.shape == (6, 16, 16, 3) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+
+    ingest(source, tmp_path / "b", **VAL)
+    assert manifest(tmp_path / "b", "val") == val  # same seed, same val
+    ingest(source, tmp_path / "c", seed=1, **VAL)
+    assert manifest(tmp_path / "c", "val") != val
+    ingest(source, tmp_path / "d", **SMALL)  # no val: the same test split, train is all of it
+    assert manifest(tmp_path / "d", "test") == manifest(tmp_path / "a", "test")
+    assert sorted(manifest(tmp_path / "d", "train")) == sorted(train + val)
+
+
+def test_one_folder_test_split_is_the_same_with_or_without_val(tmp_path):
+    source = single_folder(tmp_path / "src", {"rust": 10, "healthy": 20, "blight": 30})
+    report = ingest(source, tmp_path / "a", test_fraction=0.2, **VAL)
+    assert report.counts["test"] == {"blight": 6, "healthy": 4, "rust": 2}
+    assert report.counts["val"] == {"blight": 4, "healthy": 2, "rust": 1}  # of 24, 16, 8
+    ingest(source, tmp_path / "b", test_fraction=0.2, **SMALL)
+    assert manifest(tmp_path / "a", "test") == manifest(tmp_path / "b", "test")
+
+
+def test_identical_train_images_stay_on_one_side_of_val(tmp_path):
+    source = given_split(tmp_path / "src", n_train=10, n_test=2)
+    for i in range(3):
+        put(source / "train" / "Healthy" / f"copy{i}.png", noise(100))  # = train/Healthy/00.png
+    copies = {"train/Healthy/00.png", *(f"train/Healthy/copy{i}.png" for i in range(3))}
+    for seed in range(6):
+        report = ingest(source, tmp_path / f"cache{seed}", seed=seed, **VAL)
+        val = set(manifest(tmp_path / f"cache{seed}", "val"))
+        assert copies <= val or not copies & val
+        assert report.leaks == []
+
+
+def test_test_copy_of_a_val_image_is_dropped_as_leak(tmp_path):
+    source = given_split(tmp_path / "src", n_train=20, n_test=2)
+    carved = ingest(source, tmp_path / "first", **VAL)
+    assert carved.leaks == []
+    in_val = manifest(tmp_path / "first", "val")[0]
+    put(source / "test" / "Diseased" / "copy.bmp", cv2.imread(str(source / in_val)))
+    report = ingest(source, tmp_path / "cache", **VAL)
+    assert report.leaks == [{"split": "test", "path": "test/Diseased/copy.bmp", "copy_of": in_val}]
+    assert "test/Diseased/copy.bmp" not in manifest(tmp_path / "cache", "test")
+
+
+def test_a_train_split_too_small_for_val_is_one_line(tmp_path):
+    source = given_split(tmp_path / "src", n_train=1, n_test=1)
+    with pytest.raises(DataError, match="too few train images to carve a validation split"):
+        ingest(source, tmp_path / "cache", **VAL)
+    with pytest.raises(ConfigError, match="val_fraction must lie in"):
+        ingest(source, tmp_path / "cache", image_size=16, val_fraction=1.0)

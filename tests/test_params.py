@@ -33,6 +33,7 @@ from dlrepro.stages.train import (
     RUNTIME_SWITCHES,
     check_hashed,
     read_settings,
+    stage_params,
     unhashed_settings,
 )
 
@@ -51,17 +52,31 @@ def dvc_stages() -> dict[str, dict]:
 
 def test_every_train_setting_is_a_param_unless_it_is_a_runtime_switch():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    stages = dvc_stages()
-    assert unhashed_settings(read_settings(params), stages["train"]["params"]) == []
+    for recipe in params["recipes"]:
+        assert unhashed_settings(read_settings(params, recipe), stage_params(REPO, recipe)) == []
     for switch in RUNTIME_SWITCHES:
         section, _, key = switch.partition(".")
         assert (key in params[section]) if key else (section in params), switch
         hashing = [
             name
-            for name, stage in stages.items()
-            if any(switch == p or switch.startswith(p + ".") for p in stage.get("params", []))
+            for name, stage in dvc_stages().items()
+            if any(
+                switch == p or switch.startswith(p.replace("${key}", "") + ".")
+                for p in stage.get("do", stage).get("params", [])
+            )
         ]
         assert not hashing, f"run-time switch {switch} is a param of {hashing}"
+
+
+def test_a_recipe_reads_its_own_section_only():
+    """train@text does not rerun when the tuned recipe changes, and the reverse."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    text, tuned = read_settings(params, "text"), read_settings(params, "tuned")
+    assert any(k.startswith("recipes.text.") for k in text)
+    assert not any(k.startswith("recipes.tuned.") for k in text)
+    assert not any(k.startswith("recipes.text.") for k in tuned)
+    assert "recipes.text" in stage_params(REPO, "text")
+    assert "recipes.tuned" not in stage_params(REPO, "text")
 
 
 def test_a_setting_dvc_would_not_hash_is_refused(tmp_path):
@@ -71,8 +86,9 @@ def test_a_setting_dvc_would_not_hash_is_refused(tmp_path):
     params["trainer"]["gradient_clip_val"] = 1.0
     (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
     with pytest.raises(ConfigError, match=r"^trainer\.gradient_clip_val: dvc.yaml's train stage"):
-        check_hashed(read_settings(params), tmp_path)
-    check_hashed(read_settings(yaml.safe_load((REPO / "params.yaml").read_text())), REPO)
+        check_hashed(read_settings(params, "tuned"), tmp_path, "tuned")
+    clean = yaml.safe_load((REPO / "params.yaml").read_text())
+    check_hashed(read_settings(clean, "tuned"), REPO, "tuned")
 
 
 def test_every_trainer_key_is_a_trainer_argument(cfg):
@@ -84,6 +100,7 @@ def test_every_trainer_key_is_a_trainer_argument(cfg):
     assert [k for k in cfg.trainer if not k.startswith("_") and k not in accepted] == []
     with pytest.raises(ConfigError, match=r"^trainer\.max_epoch: not an argument of "):
         check_trainer({**cfg.trainer, "max_epoch": 3})
+    assert "max_epochs" not in cfg.trainer  # each recipe sets its own
 
 
 def _tiny_data(n: int = 8, size: int = 16):
@@ -98,9 +115,9 @@ def _fit_weights(cfg, tmp_path: Path, **trainer: object) -> torch.Tensor:
     cfg.data.image_size = images.shape[1]
     cfg.datamodule.batch_size = 4
     options = {**cfg.trainer, "max_epochs": 1, "enable_progress_bar": False, **trainer}
-    model = build_plant_cnn(cfg, ["a", "b"])
-    datamodule = build_datamodule(cfg, ["a", "b"], (images, labels), (images, labels))
-    built, callbacks = build_trainer(options, tmp_path, cfg.callbacks)
+    model = build_plant_cnn(cfg, "text", ["a", "b"])
+    datamodule = build_datamodule(cfg, "text", ["a", "b"], (images, labels), (images, labels))
+    built, callbacks = build_trainer(options, tmp_path, cfg.recipes["text"].callbacks)
     assert built.precision == options["precision"]
     fit(built, callbacks, model, datamodule, resume=False)
     return model.classifier[1].weight.detach().clone()
@@ -118,16 +135,34 @@ def test_precision_reaches_the_trainer_and_changes_the_result(own_cfg, tmp_path)
 def test_optimizer_is_built_from_its_node(own_cfg):
     cfg = own_cfg
     cfg.data.image_size = 16
-    cfg.optimizer = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5, "momentum": 0.9}
-    optimizer = build_plant_cnn(cfg, ["a", "b"]).configure_optimizers()
+    recipe = cfg.recipes["text"]
+    recipe.optimizer = {
+        "_target_": "torch.optim.SGD",
+        "_partial_": True,
+        "lr": 0.5,
+        "momentum": 0.9,
+    }
+    optimizer = build_plant_cnn(cfg, "text", ["a", "b"]).configure_optimizers()
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.param_groups[0]["momentum"] == 0.9
-    cfg.optimizer = {**cfg.optimizer, "lr": -1.0}
-    with pytest.raises(ConfigError, match=r"^optimizer: Invalid learning rate: -1.0"):
-        build_plant_cnn(cfg, ["a", "b"])
-    cfg.optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "betaz": [0.9, 0.9]}
-    with pytest.raises(ConfigError, match=r"^optimizer\.betaz: not an argument of torch.optim"):
-        build_plant_cnn(cfg, ["a", "b"])
+    recipe.optimizer = {**recipe.optimizer, "lr": -1.0}
+    with pytest.raises(ConfigError, match=r"^recipes\.text\.optimizer: Invalid learning rate: -1"):
+        build_plant_cnn(cfg, "text", ["a", "b"])
+    recipe.optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "betaz": [0.9, 0.9]}
+    with pytest.raises(ConfigError, match=r"^recipes\.text\.optimizer\.betaz: not an argument"):
+        build_plant_cnn(cfg, "text", ["a", "b"])
+
+
+def test_the_tuned_recipe_builds_its_scheduler_over_the_whole_run(own_cfg):
+    cfg = own_cfg
+    cfg.data.image_size = 16
+    model = build_plant_cnn(cfg, "tuned", ["a", "b"])
+    optimizer = model.optimizer_factory(model.parameters())
+    schedule = model.build_scheduler(optimizer, total_steps=40)
+    assert type(schedule) is torch.optim.lr_scheduler.OneCycleLR and schedule.total_steps == 40
+    cfg.recipes["tuned"].scheduler = {**cfg.recipes["tuned"].scheduler, "pct_start": 2.0}
+    with pytest.raises(ConfigError, match=r"^recipes\.tuned\.scheduler: "):
+        build_plant_cnn(cfg, "tuned", ["a", "b"])
 
 
 # --- refused before anything is touched: the real train stage, one subprocess per key -------
@@ -145,7 +180,7 @@ def stage_root(tmp_path_factory) -> Path:
         cv2.imwrite(str(folder / f"{i}.png"), image)
     ingest(source, root / "data" / "cache", image_size=16, test_fraction=0.25, seed=0)
     (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
-    model_dir = root / "models" / "plant_cnn"
+    model_dir = root / "models" / "plant_cnn" / "text"
     model_dir.mkdir(parents=True)
     (model_dir / "best.ckpt").write_bytes(b"earlier weights")
     (model_dir / "run.json").write_text('{"fingerprint": "x", "finished": true}\n')
@@ -172,10 +207,10 @@ def test_a_value_that_cannot_run_is_refused_before_any_output_is_touched(stage_r
     params["trainer"][key] = value
     (stage_root / "params.yaml").write_text(yaml.safe_dump(params))
     load_config(stage_root / "params.yaml")  # valid for the schema: only Lightning can tell
-    model_dir = stage_root / "models" / "plant_cnn"
+    model_dir = stage_root / "models" / "plant_cnn" / "text"
     before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
     done = subprocess.run(
-        [sys.executable, "-m", "dlrepro.stages.train"],
+        [sys.executable, "-m", "dlrepro.stages.train", "text"],
         cwd=stage_root,
         env={**os.environ, "DVC_ROOT": str(stage_root)},
         capture_output=True,

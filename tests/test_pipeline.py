@@ -100,9 +100,8 @@ def test_forced_repro_writes_identical_bytes(repo):
     folders = ["data", "metrics", "plots", "reports"]
     before = digest(repo, folders)
     forced = dvc(repo, "repro", "--force")
-    assert len(ran_stages(forced.stdout)) == len(
-        yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    )
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]  # foreach items expanded
+    assert sorted(ran_stages(forced.stdout)) == sorted(lock)
     assert digest(repo, folders) == before
 
 

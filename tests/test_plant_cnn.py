@@ -94,6 +94,25 @@ def test_pooling_before_relu_computes_the_texts_function_and_gradients(channels_
     assert sum(p.numel() for p in fast.parameters()) == 7_392_449
 
 
+def test_tuned_options_build_a_small_pooled_network_that_keeps_pool_relu_equivalence():
+    """batch_norm, same padding, a global max-pool and dropout (the tuned recipe): the head no
+    longer depends on the image size, and the fast block order is still the plain one's
+    function (in eval mode, where batch norm and dropout are fixed)."""
+    options = {"conv_channels": (8, 16), "dense_units": 12, "batch_norm": True}
+    options |= {"padding": "same", "global_pool": "max", "dropout": 0.2}
+    fast = PlantCNN(image_size=32, **options).eval()
+    plain = PlantCNN(image_size=32, pool_before_relu=False, **options).eval()
+    plain.load_state_dict(fast.state_dict())
+    names = [type(m).__name__ for m in fast.features]
+    assert names == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"] * 2
+    assert fast.features[0].bias is None  # batch norm's shift replaces the conv bias
+    images = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(fast(images), plain(images))
+    assert PlantCNN(image_size=64, **options)(torch.rand(2, 3, 64, 64)).shape == (2, 1)
+    with pytest.raises(ValueError, match="global_pool"):
+        PlantCNN(global_pool="mean")
+
+
 def test_same_init_seed_builds_the_same_network_whatever_the_global_rng():
     torch.manual_seed(1)
     first = PlantCNN(image_size=32, init_seed=7)
@@ -182,18 +201,42 @@ def test_validation_batches_are_in_file_order():
     torch.testing.assert_close(x, images_to_tensor(images))
 
 
-def test_hflip_mirrors_some_training_images_only_when_asked():
+GEOMETRY = {"hflip": True, "vflip": True, "rot90": True}  # moves pixels, changes none
+
+
+def test_augmentation_changes_training_batches_only_and_is_a_function_of_seed_and_epoch():
     images, labels = random_split(32, 6, seed=0)
     plain = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=32)
-    flipping = PlantDataModule(CLASSES, images, labels, images, labels, batch_size=32, hflip=True)
-    (x_plain, _), (x_flip, _) = batches(plain)[0], batches(flipping)[0]
-    mirrored = [not torch.equal(a, b) for a, b in zip(x_plain, x_flip, strict=True)]
-    assert 0 < sum(mirrored) < 32
-    for a, b, was_mirrored in zip(x_plain, x_flip, mirrored, strict=True):
-        assert torch.equal(b, a.flip(-1) if was_mirrored else a)
-    assert torch.equal(
-        torch.cat([x for x, _ in flipping.val_dataloader()]), images_to_tensor(images)
+    augmented = PlantDataModule(
+        CLASSES, images, labels, images, labels, batch_size=32, augment=GEOMETRY
     )
+    (x_plain, y_plain), (x_aug, y_aug) = batches(plain)[0], batches(augmented)[0]
+    assert torch.equal(y_plain, y_aug)
+    moved = [not torch.equal(a, b) for a, b in zip(x_plain, x_aug, strict=True)]
+    assert 0 < sum(moved) < 32  # 1 in 8 draws is the identity (hflip ∘ vflip = rot180)
+    for a, b in zip(x_plain, x_aug, strict=True):  # each image is a flip/rotation of its own
+        assert torch.equal(a.flatten().sort().values, b.flatten().sort().values)
+    torch.manual_seed(123)  # whatever the global RNG holds
+    assert torch.equal(batches(augmented)[0][0], x_aug)  # same (seed, epoch): same batch
+    assert not torch.equal(batches(augmented, epoch=1)[0][0], x_aug)
+    assert torch.equal(
+        torch.cat([x for x, _ in augmented.val_dataloader()]), images_to_tensor(images)
+    )
+
+
+def test_colour_and_crop_augmentation_keeps_pixel_range_and_shape():
+    from dlrepro.plant.augment import BatchAugment
+
+    augment = BatchAugment(crop_scale=(0.5, 1.0), brightness=0.3, contrast=0.3, saturation=0.2)
+    batch = torch.from_numpy(random_split(4, 16, seed=1)[0]).permute(0, 3, 1, 2)
+    global_state = torch.get_rng_state()
+    out = augment(batch, seed=3)
+    assert torch.equal(torch.get_rng_state(), global_state)  # draws from its own seed only
+    assert out.dtype == torch.float32 and out.shape == batch.shape
+    assert out.min() >= 0 and out.max() <= 255
+    assert not torch.equal(out, batch.float()) and torch.equal(augment(batch, seed=3), out)
+    with pytest.raises(ValueError, match="expected uint8"):
+        augment(batch.float(), seed=3)
 
 
 def test_datamodule_reads_a_memmap_without_copying_it(tmp_path):
@@ -250,7 +293,7 @@ def test_an_epoch_over_a_memmapped_cache_does_not_keep_the_split_resident(tmp_pa
     labels = np.arange(count) % 2
     from_map, in_memory = ImageBatches(mapped, labels), ImageBatches(pixels, labels)
     before = rss_file_bytes()
-    for plan in EpochBatchSampler(count, 32, shuffle=True, hflip=True, seed=0):
+    for plan in EpochBatchSampler(count, 32, shuffle=True, augment=False, seed=0):
         images, _ = from_map[plan]
         assert torch.equal(images, in_memory[plan][0])
     assert rss_file_bytes() - before < pixels.nbytes / 4

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from sklearn import metrics as skm
 
+from dlrepro.plant.augment import BatchAugment
 from dlrepro.plant.datamodule import PlantDataModule
 from dlrepro.plant.evaluate import (
     confusion_figure,
@@ -109,6 +110,52 @@ def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_
     assert resumed.history == three_epochs.history
     # Same weights as the uninterrupted run: optimizer state and batch order were restored too.
     assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
+
+
+def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
+    """With augmentation (seeded per batch from (seed, epoch)), batch norm, dropout and a
+    one-cycle schedule stepped per batch: a 3-epoch run interrupted after its second epoch and
+    run again gives the weights and history of a straight run, so an interrupted tuned run
+    loses nothing."""
+    from functools import partial
+
+    class Interrupted(Exception):
+        pass
+
+    class StopsBeforeEpoch(PlantCNN):
+        stop_at: int | None = None
+
+        def on_train_epoch_start(self) -> None:
+            if self.current_epoch == self.stop_at:
+                raise Interrupted
+
+    def run(out_dir, stop_at=None):
+        datamodule = leaf_datamodule()
+        datamodule.train.augment = BatchAugment(hflip=True, rot90=True, brightness=0.2)
+        model = StopsBeforeEpoch(
+            image_size=SIZE,
+            conv_channels=(4, 8),
+            dense_units=8,
+            batch_norm=True,
+            padding="same",
+            global_pool="max",
+            dropout=0.2,
+            scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01),
+        )
+        model.stop_at = stop_at
+        return fit_plant_cnn(
+            datamodule, model, out_dir, max_epochs=3, accelerator="cpu", enable_progress_bar=False
+        )
+
+    straight = run(tmp_path / "straight")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed", stop_at=2)
+    assert torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["epoch"] == 1
+    resumed = run(tmp_path / "resumed")
+    assert resumed.history == straight.history
+    assert_same_weights(weights(resumed.last_checkpoint), weights(straight.last_checkpoint))
+    schedule = torch.load(straight.last_checkpoint, weights_only=True)["lr_schedulers"][0]
+    assert schedule["total_steps"] == 3 * 4 and schedule["last_epoch"] == 3 * 4
 
 
 def test_best_checkpoint_holds_weights_only_and_last_holds_what_resuming_needs(tmp_path):

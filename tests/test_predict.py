@@ -150,9 +150,12 @@ def test_unusable_model_is_one_line_and_exit_2(tmp_path, leaves, capsys, problem
 
 
 def workspace(root: Path, model_file: Path | None = None) -> Path:
-    """A repository-shaped folder (the default model path is found from its dvc.yaml)."""
+    """A repository-shaped folder (found from its dvc.yaml; its params.yaml names the recipe
+    whose checkpoint stands in for a missing export)."""
     root.mkdir()
     (root / "dvc.yaml").write_text("stages: {}\n")
+    repo = Path(__file__).resolve().parents[1]
+    (root / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
     if model_file is not None:
         (root / ONNX_MODEL).parent.mkdir(parents=True)
         (root / ONNX_MODEL).write_bytes(model_file.read_bytes())
@@ -183,7 +186,8 @@ def test_without_an_export_the_checkpoint_is_used_with_a_note(leaves, tmp_path, 
     model = tiny_model()
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(root / "models" / "plant_cnn" / "best.ckpt")
+    # the tuned recipe's best val epoch: what `export` would have exported (export.recipe)
+    trainer.save_checkpoint(root / "models" / "plant_cnn" / "tuned" / "best.ckpt")
     monkeypatch.chdir(root)
     out, err = io.StringIO(), io.StringIO()
     assert run([leaves / "a.jpg"], out=out, err=err) == 0

@@ -35,7 +35,19 @@ PLUMBING = {
 
 
 def stages() -> dict[str, dict]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    """dvc.yaml's stages, a `foreach` over params.yaml's `recipes` expanded as DVC expands it
+    (train@text, train@tuned, ...)."""
+    recipes = yaml.safe_load((REPO / "params.yaml").read_text())["recipes"]
+    expanded = {}
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" not in stage:
+            expanded[name] = stage
+            continue
+        assert stage["foreach"] == "${recipes}", f"stage {name}: foreach over {stage['foreach']}"
+        for key in recipes:
+            text = yaml.safe_dump(stage["do"]).replace("${key}", key)
+            expanded[f"{name}@{key}"] = yaml.safe_load(text)
+    return expanded
 
 
 def module_file(name: str) -> Path | None:

@@ -200,42 +200,48 @@ def stage_runs(uri: str, stage: str, tag: str = "dvc.stage") -> list:
 
 def test_every_stage_is_tracked_on_the_server_and_nothing_embedded(pushed, server):
     stages = yaml.safe_load((pushed / "dvc.yaml").read_text())["stages"]
-    for stage in stages:
-        assert len(stage_runs(server, stage)) == 1, stage
+    recipes = yaml.safe_load((pushed / "params.yaml").read_text())["recipes"]
+    for stage, spec in stages.items():
+        for name in [f"{stage}@{key}" for key in recipes] if "foreach" in spec else [stage]:
+            assert len(stage_runs(server, name)) == 1, name
     assert not (pushed / "mlflow.db").exists()
     assert not (pushed / "mlruns").exists()
 
 
 def test_train_run_has_params_per_epoch_metrics_artifacts_and_tags(pushed, server):
     client = mlflow_client(server)
-    (train,) = stage_runs(server, "train")
+    (train,) = stage_runs(server, "train@text")
     run_id = train.info.run_id
     assert train.info.status == "FINISHED"
+    assert train.info.run_name == "train · text"
     params = train.data.params
-    assert params["optimizer.lr"] == "0.001"
-    assert params["trainer.max_epochs"] == "2"  # the small profile
+    assert params["recipes.text.optimizer.lr"] == "0.001"
+    assert params["recipes.text.max_epochs"] == "2"  # the small profile
     assert params["datamodule.batch_size"] == "32" and params["seed"] == "0"
+    assert params["recipe"] == "text" and not any(k.startswith("recipes.tuned") for k in params)
 
-    with (pushed / "plots" / "train" / "history.csv").open() as handle:
+    with (pushed / "plots" / "train" / "text" / "history.csv").open() as handle:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
     assert len(rows) == 2
     for name in EPOCH_METRICS:
         history = sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
         assert [m.value for m in history] == pytest.approx([row[name] for row in rows]), name
-    summary = json.loads((pushed / "metrics" / "train.json").read_text())
+    summary_path = pushed / "metrics" / "train" / "text.json"
+    summary = json.loads(summary_path.read_text())
     assert summary["best_val_acc"] == max(row["val/acc"] for row in rows)
 
-    listed = {a.path for a in client.list_artifacts(run_id, "plots/train")}
-    assert listed == {"plots/train/history.csv", "plots/train/history.png"}
-    downloaded = client.download_artifacts(run_id, "metrics/train.json", str(pushed.parent))
-    assert Path(downloaded).read_bytes() == (pushed / "metrics" / "train.json").read_bytes()
+    listed = {a.path for a in client.list_artifacts(run_id, "plots/train/text")}
+    assert listed == {"plots/train/text/history.csv", "plots/train/text/history.png"}
+    downloaded = client.download_artifacts(run_id, "metrics/train/text.json", str(pushed.parent))
+    assert Path(downloaded).read_bytes() == summary_path.read_bytes()
 
     tags = train.data.tags
     assert tags["dlrepro.git_commit"] == run(pushed, "git", "rev-parse", "HEAD~1").stdout.strip()
-    assert tags["dvc.stage"] == "train" and tags["dlrepro.stage"] == "train"
-    lock = yaml.safe_load((pushed / "dvc.lock").read_text())["stages"]["train"]
-    cache_md5 = next(d["md5"] for d in lock["deps"] if d["path"] == "data/cache")
-    assert tags["dvc.md5.data/cache"] == cache_md5
+    assert tags["dvc.stage"] == "train@text" and tags["dlrepro.stage"] == "train"
+    lock = yaml.safe_load((pushed / "dvc.lock").read_text())["stages"]["train@text"]
+    for split in ("train", "val"):
+        cache_md5 = next(d["md5"] for d in lock["deps"] if d["path"] == f"data/cache/{split}")
+        assert tags[f"dvc.md5.data/cache/{split}"] == cache_md5
 
 
 def test_export_registers_a_model_version(member, server):
@@ -249,16 +255,20 @@ def test_export_registers_a_model_version(member, server):
     assert version.run_id == exported.info.run_id  # the version links back to its stage run
     onnx = member["root"] / "models" / "plant_cnn.onnx"
     assert version.tags["onnx_md5"] == hashlib.md5(onnx.read_bytes()).hexdigest()
+    assert version.tags["recipe"] == "tuned" and version.tags["selected_on"] == "val"
 
 
 def test_stopped_server_stops_the_stage_in_one_line_and_keeps_outputs(member):
     root = member["root"]
-    outputs = [root / "metrics" / "train.json", *(root / "models" / "plant_cnn").rglob("*")]
+    outputs = [
+        *(root / "metrics" / "train").rglob("*"),
+        *(root / "models" / "plant_cnn").rglob("*"),
+    ]
     outputs += (root / "plots" / "train").rglob("*")
     before = {p: p.read_bytes() for p in outputs if p.is_file()}
     stopped = f"http://127.0.0.1:{free_port()}"  # where a server is not running
     done = dvc(
-        root, "repro", "--force", "--single-item", "train", check=False,
+        root, "repro", "--force", "--single-item", "train@text", check=False,
         MLFLOW_TRACKING_URI=stopped,
     )  # fmt: skip
     assert done.returncode != 0

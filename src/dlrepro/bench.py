@@ -55,8 +55,9 @@ from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
 from dlrepro.errors import DataError
 
-SECTIONS = ("curriculum", "training", "vs_keras", "predict")
+SECTIONS = ("curriculum", "training", "vs_keras", "recipes", "predict")
 DEFAULT_OUTPUT = paths.REPORTS / "bench.json"
+BENCH_RECIPE = "text"  # the training section times the text's CNN, as train@text builds it
 
 CURRICULUM_TARGET_S = 60.0
 # (code, note): each run in a fresh interpreter; an import includes what it pulls in itself.
@@ -84,8 +85,9 @@ QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES = 96, 32
 class Scale:
     """How much each measurement does; `--quick` shrinks everything for a smoke test."""
 
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, seeds: tuple[int, ...] | None = None) -> None:
         self.quick = quick
+        self.seeds = seeds  # the recipes section: one run per seed (None: params.yaml's seed)
         self.import_repeats = 1 if quick else 3
         self.sgemm_repeats = 3 if quick else 10
         # Lightning and the plain loop alternate, one epoch each, `rounds` times: on a shared
@@ -312,7 +314,7 @@ def load_training_data(cache: Path, limit: tuple[int, int] | None) -> dict[str, 
     from dlrepro.data.ingest import load_split
 
     splits = {}
-    for split, count in zip(("train", "test"), limit or (None, None), strict=True):
+    for split, count in zip(("train", "val"), limit or (None, None), strict=True):
         images, labels, classes = load_split(cache, split)
         if count is not None and count < len(labels):
             rows = np.round(np.linspace(0, len(labels) - 1, count)).astype(np.int64)
@@ -324,14 +326,14 @@ def load_training_data(cache: Path, limit: tuple[int, int] | None) -> dict[str, 
 def build_datamodule(cfg: Config, data: dict[str, Any]) -> Any:
     from dlrepro.plant.train import build_datamodule as stage_datamodule
 
-    return stage_datamodule(cfg, data["classes"], data["train"], data["test"])
+    return stage_datamodule(cfg, BENCH_RECIPE, data["classes"], data["train"], data["val"])
 
 
 def build_model(cfg: Config, classes: list[str], channels_last: bool, cls: type | None = None):
-    """PlantCNN exactly as the train stage builds it (or a subclass of it, `cls`)."""
+    """PlantCNN exactly as train@text builds it (or a subclass of it, `cls`)."""
     from dlrepro.plant.train import build_plant_cnn
 
-    return build_plant_cnn(cfg, classes, channels_last, cls)
+    return build_plant_cnn(cfg, BENCH_RECIPE, classes, channels_last, cls)
 
 
 def sgemm_gflops(repeats: int) -> list[float]:
@@ -433,7 +435,9 @@ def lightning_worker(spec_path: str) -> None:
     cfg = load_config(spec["params"])
     limit = tuple(spec["limit"]) if spec["limit"] else None
     data = load_training_data(Path(spec["cache"]), limit)
-    model = build_model(cfg, data["classes"], cfg.model.channels_last, cls=TimedPlantCNN)
+    model = build_model(
+        cfg, data["classes"], cfg.recipes[BENCH_RECIPE].model.channels_last, cls=TimedPlantCNN
+    )
     start = time.perf_counter()
     fit_plant_cnn(
         build_datamodule(cfg, data),
@@ -502,7 +506,7 @@ def tuning_variants(
 
     The configured setting comes first; the others change one thing each.
     """
-    configured = cfg.model.channels_last
+    configured = cfg.recipes[BENCH_RECIPE].model.channels_last
     variants = [
         (f"configured (channels_last={configured})", configured, None, {}),
         (f"channels_last={not configured}", not configured, None, {}),
@@ -569,7 +573,7 @@ def bench_training(scale: Scale) -> dict[str, Any]:
 
     load_start = load_average()
     cfg = load_config(paths.repo_root() / "params.yaml")
-    configured = cfg.model.channels_last
+    configured = cfg.recipes[BENCH_RECIPE].model.channels_last
     warmup = scale.warmup_steps
     with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -772,10 +776,16 @@ def bench_vs_keras(scale: Scale) -> dict[str, Any]:
     return importlib.import_module("dlrepro.bench_keras").bench_vs_keras(scale.quick)
 
 
+def bench_recipes(scale: Scale) -> dict[str, Any]:
+    """train@text beside train@tuned (dlrepro.bench_keras, imported when the section runs)."""
+    return importlib.import_module("dlrepro.bench_keras").bench_recipes(scale.quick, scale.seeds)
+
+
 RUNNERS: dict[str, Callable[[Scale], dict[str, Any] | None]] = {
     "curriculum": bench_curriculum,
     "training": bench_training,
     "vs_keras": bench_vs_keras,
+    "recipes": bench_recipes,
     "predict": bench_predict,
 }
 
@@ -811,6 +821,16 @@ def training_sizes(text: str) -> list[int]:
     return sizes
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seeds like 0,1,2") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: distinct seeds >= 0")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dlrepro.bench", description=__doc__.split("\n\n")[0]
@@ -830,9 +850,16 @@ def main(argv: list[str] | None = None) -> None:
         help="instead of the sections: prepare and train cost per image at these training-set "
         "sizes, e.g. 800,4000,20000 (dlrepro.bench_scale)",
     )
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        metavar="S,S,...",
+        help="the recipes section trains each recipe once per seed (seed and datamodule.seed) "
+        "and reports mean and standard deviation, e.g. 0,1,2",
+    )
     args = parser.parse_args(argv)
     output = args.output or paths.repo_root() / DEFAULT_OUTPUT
-    scale = Scale(args.quick)
+    scale = Scale(args.quick, args.seeds)
     print(f"load average at start: {load_average()} on {os.cpu_count()} logical CPUs")
     if args.scale:
         figures = importlib.import_module("dlrepro.bench_scale").bench_scale(args.scale)

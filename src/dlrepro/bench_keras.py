@@ -29,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -90,7 +91,7 @@ def write():
     result.write_text(json.dumps(observed))
 atexit.register(write)
 
-sys.argv = ["dlrepro.stages.train"]
+sys.argv = ["dlrepro.stages.train", sys.argv[2]]
 runpy.run_module("dlrepro.stages.train", run_name="__main__", alter_sys=True)
 """
 
@@ -117,7 +118,15 @@ def dataset(tmp: Path, quick: bool) -> tuple[Path, Path, str]:
     leaves = tmp / "data" / paths.LEAVES.name
     generate_dataset(leaves, train, test, data.seed, data.raw_size)
     with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
-        ingest(leaves, tmp / "cache", data.image_size, data.test_fraction, data.seed, data.min_side)
+        ingest(
+            leaves,
+            tmp / "cache",
+            data.image_size,
+            data.test_fraction,
+            data.seed,
+            data.min_side,
+            data.val_fraction,
+        )
     return leaves.parent, tmp / "cache", f"generated {train}/{test} leaves in a temp folder"
 
 
@@ -132,31 +141,35 @@ def run_keras(python: Path, data_root: Path, tmp: Path, epochs: int, seed: int) 
     return {**json.loads(result.read_text()), "program_wall_s": wall}
 
 
-def run_stage(cache: Path, tmp: Path, epochs: int, seed: int | None = None) -> dict[str, Any]:
-    """The train stage in a temporary root with `trainer.max_epochs = epochs` (and `seed`)."""
+def run_stage(
+    cache: Path, tmp: Path, epochs: int | None, seed: int | None = None, recipe: str = "text"
+) -> dict[str, Any]:
+    """`train@<recipe>` in a temporary root, for `epochs` (None: the recipe's) and `seed`."""
     root = paths.repo_root()
-    stage_root = tmp / "stage"
+    stage_root = tmp / f"stage-{recipe}"
     shutil.copytree(cache, stage_root / paths.CACHE)  # inside the root, as the stage reads it
     shutil.copy(root / "dvc.yaml", stage_root / "dvc.yaml")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["trainer"]["max_epochs"] = epochs
+    if epochs is not None:
+        params["recipes"][recipe]["max_epochs"] = epochs
     params["trainer"]["enable_progress_bar"] = False
-    if seed is not None:
-        params["seed"] = seed
+    if seed is not None:  # the model's initial weights, the batch order and augmentation
+        params["seed"] = params["datamodule"]["seed"] = seed
     (stage_root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
         "DVC_ROOT": str(stage_root),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
     }
-    result = tmp / "stage.json"
+    result = tmp / f"stage-{recipe}.json"
     wall, done = timed_subprocess(
-        [sys.executable, "-c", STAGE_OBSERVER, str(result)], stage_root, env
+        [sys.executable, "-c", STAGE_OBSERVER, str(result), recipe], stage_root, env
     )
     if done.returncode != 0:
         raise DataError(f"the train stage failed: {last_line(done.stderr)}")
     observed = json.loads(result.read_text())
-    train = json.loads((stage_root / paths.METRICS / "train.json").read_text())
+    train = json.loads((stage_root / paths.METRICS / "train" / f"{recipe}.json").read_text())
+    selected = stage_root / paths.selected_checkpoint(recipe, train["selected_on"])
     images = train["train_images"]
     return {
         "program_wall_s": wall,
@@ -166,9 +179,11 @@ def run_stage(cache: Path, tmp: Path, epochs: int, seed: int | None = None) -> d
         "epoch_s": epoch_seconds(observed["stamps"]),
         "peak_rss_bytes": observed["peak_rss_bytes"],
         "train_images": images,
+        "val_images": train["val_images"],
         "epochs": train["epochs"],
         "best_val_acc": train["best_val_acc"],
-        "test_acc": final_test_accuracy(stage_root / paths.PLANT_MODEL_DIR / "last.ckpt", cache),
+        "selected_on": train["selected_on"],
+        "test_acc": checkpoint_test_accuracy(selected, cache),
     }
 
 
@@ -185,7 +200,7 @@ def epoch_seconds(stamps: list[list[float]]) -> list[float]:
     return [round(max(times) - min(times), 2) for _, times in sorted(ends.items())]
 
 
-def final_test_accuracy(checkpoint: Path, cache: Path) -> float:
+def checkpoint_test_accuracy(checkpoint: Path, cache: Path) -> float:
     from dlrepro.data.ingest import load_split
     from dlrepro.plant.evaluate import evaluate
     from dlrepro.plant.model import PlantCNN
@@ -206,6 +221,7 @@ def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str,
         "stage_epoch_s": stage["epoch_s"],
         "stage_test_acc": round(stage["test_acc"], 4),
         "train_images": stage["train_images"],
+        "val_images": stage["val_images"],
         "epochs": stage["epochs"],
     }
     if keras is None:
@@ -227,7 +243,15 @@ def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str,
 
 def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, note) rows: each measure with dlrepro's value, Keras' and the ratio."""
-    out = [("data", f"{figures['train_images']} train images", f"{figures['epochs']} epochs")]
+    out = [
+        (
+            "data",
+            f"{figures['train_images']} train images",
+            f"{figures['epochs']} epochs; Keras fits all "
+            f"{figures['train_images'] + figures['val_images']} of train/, dlrepro holds "
+            f"{figures['val_images']} out as val",
+        )
+    ]
     pairs = (
         ("program wall", "stage_wall_s", "keras_program_wall_s", "s", "process start to exit"),
         ("fit wall", "stage_fit_s", "keras_fit_s", "s", "fit(), validation included"),
@@ -270,7 +294,7 @@ def bench_vs_keras(quick: bool) -> dict[str, Any]:
     """Both programs on the same data; returns the `vs_keras` figures and prints the table."""
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
-    epochs = 1 if quick else cfg.trainer["max_epochs"]
+    epochs = 1 if quick else cfg.recipes["text"].max_epochs
     python = keras_python(root)
     load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
@@ -286,3 +310,84 @@ def bench_vs_keras(quick: bool) -> dict[str, Any]:
         [*rows(figures), load_row(load_start, load_end)],
     )
     return figures
+
+
+TUNED_COST_TARGET = 3.0  # issue 11: the tuned recipe's training at most 3x the text recipe's
+
+
+def bench_recipes(quick: bool, seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """train@text and train@tuned, one after the other on the same data, once per seed: what
+    the tuned recipe costs against the text's, and what each buys on the test split (its
+    selected checkpoint), with the seed-to-seed spread."""
+    root = paths.repo_root()
+    seeds = seeds or (load_config(root / "params.yaml").seed,)
+    load_start = load_average()
+    runs: dict[str, list[dict[str, Any]]] = {recipe: [] for recipe in RECIPES}
+    with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        _, cache, described = dataset(tmp, quick)
+        epochs = 1 if quick else None  # None: each recipe's own max_epochs
+        for seed in seeds:
+            for recipe in RECIPES:
+                run = run_stage(cache, tmp / f"seed{seed}", epochs, seed=seed, recipe=recipe)
+                runs[recipe].append(run)
+                print(
+                    f"recipes: {recipe} seed {seed}: test acc {run['test_acc']:.4f}, "
+                    f"fit {run['fit_s']:.1f} s",
+                    flush=True,
+                )
+    figures: dict[str, Any] = {"dataset": described, "quick": quick, "seeds": list(seeds)}
+    for recipe, per_seed in runs.items():
+        accuracies = [run["test_acc"] for run in per_seed]
+        fits = [run["fit_s"] for run in per_seed]
+        figures[recipe] = {
+            "test_acc": [round(a, 4) for a in accuracies],
+            "test_acc_mean": round(statistics.fmean(accuracies), 4),
+            "test_acc_sd": round(statistics.stdev(accuracies), 4) if len(seeds) > 1 else 0.0,
+            "fit_s": [round(f, 1) for f in fits],
+            "fit_s_mean": round(statistics.fmean(fits), 1),
+            "stage_wall_s": [round(run["program_wall_s"], 1) for run in per_seed],
+            "epochs": [run["epochs"] for run in per_seed],
+            "epoch_s": per_seed[0]["epoch_s"],
+            "peak_rss_gb": round(max(run["peak_rss_bytes"] for run in per_seed) / 1e9, 3),
+            "selected_on": per_seed[0]["selected_on"],
+            "best_val_acc": [round(run["best_val_acc"], 4) for run in per_seed],
+        }
+    figures["tuned_fit_ratio"] = round(
+        figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], 3
+    )
+    load_end = load_average()
+    figures["load_average"] = {"start": load_start, "end": load_end}
+    table = []
+    for recipe in RECIPES:
+        run = figures[recipe]
+        table.append(
+            (
+                f"{recipe}: test accuracy",
+                f"{run['test_acc_mean']} ± {run['test_acc_sd']}",
+                f"seeds {figures['seeds']}: {run['test_acc']}; selected on {run['selected_on']}; "
+                f"best val/acc {run['best_val_acc']}",
+            )
+        )
+        table.append(
+            (
+                f"{recipe}: fit",
+                f"{run['fit_s_mean']} s",
+                f"per seed {run['fit_s']} s, epochs {run['epochs']}; stage walls "
+                f"{run['stage_wall_s']} s; peak RSS {run['peak_rss_gb']} GB",
+            )
+        )
+    met = figures["tuned_fit_ratio"] <= TUNED_COST_TARGET
+    table.append(
+        (
+            "tuned_fit_ratio",
+            f"{figures['tuned_fit_ratio']:.3f}",
+            f"tuned fit ÷ text fit; target <= {TUNED_COST_TARGET}: {'met' if met else 'not met'}",
+        )
+    )
+    table.append(load_row(load_start, load_end))
+    print_table(f"recipes: train@text beside train@tuned ({described})", table)
+    return figures
+
+
+RECIPES = ("text", "tuned")

@@ -22,6 +22,18 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
+def recipe_argument(recipes: list[str], argv: list[str] | None = None) -> str:
+    """The recipe a per-recipe stage (`train@<name>`, `evaluate@<name>`) was started for: its one
+    command-line argument, which must name one of `recipes` (DlreproError otherwise)."""
+    from dlrepro.errors import ConfigError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in recipes:
+        given = " ".join(args) or "nothing"
+        raise ConfigError(f"expected one recipe name ({', '.join(recipes)}), got {given}")
+    return args[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dlrepro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

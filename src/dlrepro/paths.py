@@ -32,4 +32,17 @@ MODELS = Path("models")
 GATES = DATA / "gates"
 LEAVES = DATA / "plant_disease_dataset"  # the generated dataset, in the text's layout
 CACHE = DATA / "cache"  # decoded uint8 arrays of the dataset `data.path` points at
-PLANT_MODEL_DIR = MODELS / "plant_cnn"
+PLANT_MODEL_DIR = MODELS / "plant_cnn"  # one folder per recipe: checkpoints and run.json
+
+
+# What each recipe's `selected_on` evaluates and exports: the last epoch (the text) or the best
+# val/acc epoch; the train stage writes both files (dlrepro.plant.train.fit_callbacks).
+SELECTED_CHECKPOINT = {"last_epoch": "last.ckpt", "val": "best.ckpt"}
+
+
+def recipe_model_dir(recipe: str) -> Path:
+    return PLANT_MODEL_DIR / recipe
+
+
+def selected_checkpoint(recipe: str, selected_on: str) -> Path:
+    return recipe_model_dir(recipe) / SELECTED_CHECKPOINT[selected_on]

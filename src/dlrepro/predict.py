@@ -42,7 +42,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import numpy as np
 import onnxruntime as ort
@@ -51,8 +51,10 @@ from dlrepro import paths
 from dlrepro.data.images import IMAGE_SUFFIXES, UnusableImage, load_square_rgb
 from dlrepro.errors import DataError
 
+if TYPE_CHECKING:
+    from dlrepro.config import Config
+
 ONNX_MODEL = paths.MODELS / "plant_cnn.onnx"
-CHECKPOINT = paths.PLANT_MODEL_DIR / "best.ckpt"
 FORMATS = ("text", "json", "csv")
 DEFAULT_BATCH_SIZE = 32
 # The ingest's default (conf/data: min_side); an ONNX export carries the value training used.
@@ -187,16 +189,25 @@ def open_model(model_path: str | Path | None = None, err: TextIO | None = None) 
     root = paths.repo_root()
     if (root / ONNX_MODEL).is_file():
         return OnnxModel(root / ONNX_MODEL)
-    if (root / CHECKPOINT).is_file():
+    from dlrepro.config import load_config
+
+    checkpoint = served_checkpoint(load_config(root / "params.yaml"))
+    if (root / checkpoint).is_file():
         print(
             "no ONNX export found; using the checkpoint (slower start): run `dvc repro export`",
             file=err or sys.stderr,
         )
-        return CheckpointModel(root / CHECKPOINT)
+        return CheckpointModel(root / checkpoint)
     raise DataError(
-        f"{root / ONNX_MODEL}: no such model file, nor a checkpoint at {CHECKPOINT}; "
+        f"{root / ONNX_MODEL}: no such model file, nor a checkpoint at {checkpoint}; "
         "run `dvc repro export` (or `dvc pull`), or pass --model"
     )
+
+
+def served_checkpoint(cfg: Config) -> Path:
+    """The checkpoint `export` turns into the ONNX model: recipe `export.recipe`'s selected one."""
+    recipe = cfg.export.recipe
+    return paths.selected_checkpoint(recipe, cfg.recipes[recipe].selected_on)
 
 
 def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:

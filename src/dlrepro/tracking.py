@@ -161,16 +161,30 @@ def ui_links(base_url: str, uri: str | None = None) -> list[str]:
     return [*lines, f"model registry: {base}/#/models?{UI_MODE}"]
 
 
+def run_name(stage: str, recipe: str | None = None) -> str:
+    """What the runs table shows: the stage, its recipe, and the DVC experiment when there is
+    one, e.g. `train · tuned · sulky-seal`."""
+    parts = [stage, recipe, os.environ.get("DVC_EXP_NAME")]
+    return " · ".join(part for part in parts if part)
+
+
 @contextmanager
 def stage_run(
-    stage: str, family: str, params: Mapping[str, Any], inputs: list[Path]
+    stage: str,
+    family: str,
+    params: Mapping[str, Any],
+    inputs: list[Path],
+    recipe: str | None = None,
 ) -> Iterator[Any]:
-    """An MLflow run for one stage execution, with the resolved config logged as params."""
+    """An MLflow run for one stage execution (of `recipe`, for a per-recipe stage), with the
+    resolved config logged as params."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     with mlflow.start_run(
-        experiment_id=experiment_id(family), run_name=stage, tags=run_tags(stage, inputs)
+        experiment_id=experiment_id(family),
+        run_name=run_name(stage, recipe),
+        tags=run_tags(stage, inputs),
     ) as run:
         mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
         yield run

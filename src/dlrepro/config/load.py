@@ -62,6 +62,12 @@ def validate(node: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             validate(value, key + ".")
             continue
+        if isinstance(value, dict) and any(dataclasses.is_dataclass(v) for v in value.values()):
+            for name, item in value.items():  # e.g. recipes: name -> RecipeConfig
+                validate(item, f"{key}.{name}.")
+            continue
+        if value is None:  # an optional setting turned off (e.g. global_pool: null)
+            continue
         for name, bound in f.metadata.items():
             if name == "choices":
                 for item in value if isinstance(value, list) else [value]:
@@ -79,12 +85,40 @@ def validate(node: Any, prefix: str = "") -> None:
 
 
 def _cross_check(cfg: Config) -> None:
-    for key in ("optimizer", "trainer"):
-        if not isinstance(getattr(cfg, key).get("_target_"), str):
-            raise ConfigError(f"{key}: needs a `_target_` naming the class to build")
-    for name, node in cfg.callbacks.items():
-        if node is not None and not (isinstance(node, dict) and "_target_" in node):
-            raise ConfigError(f"callbacks.{name}: needs a `_target_` (or null to turn it off)")
+    if not isinstance(cfg.trainer.get("_target_"), str):
+        raise ConfigError("trainer: needs a `_target_` naming the class to build")
+    if "max_epochs" in cfg.trainer:
+        raise ConfigError(
+            "trainer.max_epochs: each recipe sets its own; use recipes.<name>.max_epochs"
+        )
+    if not cfg.recipes:
+        raise ConfigError("recipes: none configured (conf/config.yaml lists recipe@recipes.*)")
+    for name, recipe in cfg.recipes.items():
+        key = f"recipes.{name}"
+        for part in ("optimizer", "scheduler"):
+            node = getattr(recipe, part)
+            if (node is not None or part == "optimizer") and not isinstance(
+                (node or {}).get("_target_"), str
+            ):
+                raise ConfigError(f"{key}.{part}: needs a `_target_` naming the class to build")
+        for callback, node in recipe.callbacks.items():
+            if node is not None and not (isinstance(node, dict) and "_target_" in node):
+                raise ConfigError(
+                    f"{key}.callbacks.{callback}: needs a `_target_` (or null to turn it off)"
+                )
+        scheduler = (recipe.scheduler or {}).get("_target_", "")
+        if scheduler.endswith(".OneCycleLR") and "lr" in recipe.optimizer:
+            raise ConfigError(
+                f"{key}.optimizer.lr: OneCycleLR sets the learning rate at every step, so this "
+                f"value would be ignored; set {key}.scheduler.max_lr instead"
+            )
+        crop = recipe.augment.crop_scale if recipe.augment else None
+        if crop is not None and not (len(crop) == 2 and crop[0] <= crop[1]):
+            raise ConfigError(f"{key}.augment.crop_scale={crop!r}: needs [min, max], min <= max")
+    if cfg.export.recipe not in cfg.recipes:
+        raise ConfigError(
+            f"export.recipe={cfg.export.recipe!r}: unknown; allowed: {', '.join(cfg.recipes)}"
+        )
     missing = [g for g in cfg.curriculum.perceptron.gates if g not in cfg.data.gates]
     if missing:
         raise ConfigError(

@@ -34,6 +34,7 @@ class DataConfig:
     raw_size: int = rule(ge=32, le=1024)  # generated only: side of the written JPEGs
     image_size: int = rule(ge=16, le=1024)  # the network's input side (the text's target_size)
     test_fraction: float = rule(gt=0, lt=1)  # folder without train/test: stratified split
+    val_fraction: float = rule(gt=0, lt=1)  # of train, held out for selection (stratified)
     min_side: int = rule(ge=1)  # smaller images are skipped, not upscaled from nothing
     seed: int = rule(ge=0)
     batch_size: int = rule(ge=1)  # training, evaluation and export
@@ -153,16 +154,58 @@ class CurriculumConfig:
     keras_xor: KerasXorConfig = field(default_factory=KerasXorConfig)
 
 
+# A node that `hydra.utils.instantiate` builds: `_target_` names the class, the other keys are its
+# arguments, checked by the class itself when the stage builds it (before any output is touched):
+# optimizer (`_partial_: true`, the model binds its parameters), Trainer, callbacks.
+Instantiable = dict[str, Any]
+
+
 @dataclass
 class ModelConfig:
-    """The text's CNN (`conf/model/`): conv(3×3, relu) → maxpool per width in conv_channels, then
-    dense(dense_units, relu) → head. Classes, input size and the init seed come from the data
-    and the global seed when the stage instantiates it."""
+    """The plant CNN (`conf/model/`): conv(3×3) → maxpool → ReLU per width in conv_channels
+    (optionally batch-normalised), then Flatten (the text) or a global pool, dense(dense_units,
+    relu) → head. Classes, input size and the init seed come from the data and the global seed
+    when the stage instantiates it."""
 
     _target_: str = rule(choices=("dlrepro.plant.model.PlantCNN",))
     conv_channels: list[int] = rule(ge=1)
     dense_units: int = rule(ge=1)
     channels_last: bool = MISSING  # NHWC convolutions: same function, faster on CPU
+    batch_norm: bool = MISSING
+    padding: str = rule(choices=("valid", "same"))  # valid: the text's Keras default
+    global_pool: str | None = rule(choices=("avg", "max", None))  # None: Flatten, as the text
+    dropout: float = rule(ge=0, lt=1)  # before the dense layers
+
+
+@dataclass
+class AugmentConfig:
+    """Label-preserving augmentation of training batches (`dlrepro.plant.augment`)."""
+
+    hflip: bool = MISSING
+    vflip: bool = MISSING
+    rot90: bool = MISSING
+    crop_scale: list[float] | None = rule(gt=0, le=1)  # RandomResizedCrop area range, or off
+    brightness: float = rule(ge=0, lt=1)  # ColorJitter factors: 0 is off
+    contrast: float = rule(ge=0, lt=1)
+    saturation: float = rule(ge=0, lt=1)
+
+
+SELECTIONS = ("last_epoch", "val")
+
+
+@dataclass
+class RecipeConfig:
+    """One way to train the plant CNN (`conf/recipe/`): what `train@<name>` fits and what
+    `evaluate@<name>` measures. selected_on: the weights evaluated and exported, the last
+    epoch's (the text: no selection) or the best val/acc epoch's."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: Instantiable = MISSING  # e.g. torch.optim.Adam, `_partial_: true`
+    scheduler: Instantiable | None = MISSING  # a torch LR scheduler, `_partial_: true`, or null
+    augment: AugmentConfig | None = MISSING
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> instantiable or null
+    max_epochs: int = rule(ge=1)
+    selected_on: str = rule(choices=SELECTIONS)
 
 
 @dataclass
@@ -175,20 +218,18 @@ class DataModuleConfig:
     num_workers: int = rule(ge=0)
 
 
-# A node that `hydra.utils.instantiate` builds: `_target_` names the class, the other keys are its
-# arguments, checked by the class itself when the stage builds it (before any output is touched):
-# optimizer (`_partial_: true`, the model binds its parameters), Trainer, callbacks.
-Instantiable = dict[str, Any]
+@dataclass
+class ExportConfig:
+    recipe: str = MISSING  # which of `recipes` export writes, registers and predict uses
 
 
 @dataclass
 class Config:
     seed: int = rule(ge=0)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: Instantiable = MISSING  # e.g. torch.optim.Adam, `_partial_: true`
     datamodule: DataModuleConfig = field(default_factory=DataModuleConfig)
-    trainer: Instantiable = MISSING  # pytorch_lightning.Trainer's arguments
-    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> instantiable or null
+    trainer: Instantiable = MISSING  # pytorch_lightning.Trainer's arguments (not max_epochs)
+    recipes: dict[str, RecipeConfig] = field(default_factory=dict)
+    export: ExportConfig = field(default_factory=ExportConfig)
     resume: bool = MISSING  # run-time switch: continue an interrupted fit from last.ckpt
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

@@ -12,12 +12,19 @@ and torchvision's `ImageFolder`; files are found recursively inside a class fold
   class sends round(n × test_fraction) images (at least 1, at most n − 1) to test. Identical
   images of a class stay on the same side, so the split itself never leaks.
 
+Either way a validation split is then carved out of train the same way (per class,
+round(n × val_fraction) of its train images, at least 1 and at most n − 1, drawn with
+`np.random.default_rng([seed, 1])`, identical images kept together): checkpoint selection, early
+stopping and tuning read val, so test is touched once, by the evaluation. The test split of a
+given dataset is never re-drawn, and a one-folder dataset gets the same test split as without val.
+
 Every file is validated (see `dlrepro.data.images` for the decoding decisions): hidden files,
 files without an image suffix, empty, corrupt, truncated or too small images are skipped and
-listed with their reason. A test image whose cached pixels equal a train image's is a leak: it is
-dropped from test and reported. Pixels are compared after decoding and resizing (SHA-256 of the
-cached bytes), so a re-encoded or re-tagged copy of the same picture counts as the same image,
-since the model would see the same input.
+listed with their reason. A val image whose cached pixels equal a train image's, or a test image
+equal to a train or val image, is a leak: it is dropped from the later split and reported.
+Pixels are compared after decoding and resizing (SHA-256 of the cached bytes), so a re-encoded
+or re-tagged copy of the same picture counts as the same image, since the model would see the
+same input.
 
 Cache layout (`load_split` reads it back without loading the images into memory):
     <cache_dir>/classes.json                  class names, index = label
@@ -49,7 +56,9 @@ from dlrepro.data.images import IMAGE_SUFFIXES, UnusableImage, load_square_rgb
 from dlrepro.errors import ConfigError, DataError
 from dlrepro.outputs import write_json
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")  # the cache's splits, in the order they are written
+SOURCE_SPLITS = ("train", "test")  # the folders of a given split (val is always carved from train)
+VAL_SEED_STREAM = 1  # val is drawn from rng([seed, 1]): the test split's rng(seed) is unchanged
 GIVEN_SPLIT = "given split"
 SEEDED_SPLIT = "one folder, seeded split"
 _COPY_ROWS = 256  # rows copied from staging to a split at a time (256 × 49 KB at 128 px)
@@ -63,15 +72,17 @@ class IngestReport:
     layout: str  # GIVEN_SPLIT or SEEDED_SPLIT
     image_size: int
     min_side: int
-    seed: int | None  # the split's seed and test fraction (None for a given split)
-    test_fraction: float | None
+    seed: int  # seeds the test split (one-folder layout only) and the val split
+    test_fraction: float | None  # None for a given split
+    val_fraction: float
     classes: list[str]
     counts: dict[str, dict[str, int]]  # split → class → images in the cache
-    found: list[str]  # "Found 800 images belonging to 2 classes." per split, as Keras prints
+    found: dict[str, str]  # split -> "Found 680 images belonging to 2 classes.", as Keras prints
     skipped: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
     converted: list[dict[str, Any]] = field(default_factory=list)  # {path, conversions}
     conversion_counts: dict[str, int] = field(default_factory=dict)
-    leaks: list[dict[str, str]] = field(default_factory=list)  # {test, train}: test copy dropped
+    # {split, path, copy_of}: `path` (in val or test) dropped, its pixels equal `copy_of`'s
+    leaks: list[dict[str, str]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # {split, paths}: all kept
     empty_classes: dict[str, list[str]] = field(default_factory=dict)  # split → no usable image
     ignored: list[dict[str, str]] = field(default_factory=list)  # {path, reason}: not looked into
@@ -104,15 +115,17 @@ def ingest(
     test_fraction: float = 0.2,
     seed: int = 0,
     min_side: int = 16,
+    val_fraction: float = 0.15,
 ) -> IngestReport:
-    """Validate every file under `source` and write the train/test cache into `cache_dir`.
+    """Validate every file under `source` and write the train/val/test cache into `cache_dir`.
 
-    image_size: side of the cached square images. test_fraction and seed: the per-class split of
-    a one-folder dataset (unused for a given train/test split). min_side: images whose short
-    side is smaller are skipped. Prints one "Found N images belonging to K classes." line per
+    image_size: side of the cached square images. test_fraction: the per-class test share of a
+    one-folder dataset (unused for a given train/test split). val_fraction: the per-class share
+    of train carved out as val (0: an empty val split). seed: both draws. min_side: images whose
+    short side is smaller are skipped. Prints one "Found N images belonging to K classes." line per
     split to stdout. Raises DataError (one line) when the dataset cannot be used.
     """
-    _check_arguments(image_size, test_fraction, min_side)
+    _check_arguments(image_size, test_fraction, min_side, val_fraction)
     source, cache_dir = Path(source).resolve(), Path(cache_dir).resolve()
     if not source.is_dir():
         raise DataError(f"{source}: no such folder")
@@ -135,20 +148,24 @@ def ingest(
         )
         decoded, converted = _decode_all(source, candidates, staging, image_size, min_side, skipped)
         if layout.name == SEEDED_SPLIT:
-            _split_by_class(decoded, len(layout.classes), test_fraction, seed)
+            _split_by_class(decoded, len(layout.classes), "train", "test", test_fraction, seed)
+        _split_by_class(
+            decoded, len(layout.classes), "train", "val", val_fraction, [seed, VAL_SEED_STREAM]
+        )
         leaks = _drop_leaks(decoded)
-        leaked = {leak["test"] for leak in leaks}
+        leaked = {leak["path"] for leak in leaks}
         kept = [c for c in decoded if c.path not in leaked]
         report = IngestReport(
             source=str(source),
             layout=layout.name,
             image_size=image_size,
             min_side=min_side,
-            seed=seed if layout.name == SEEDED_SPLIT else None,
+            seed=seed,
             test_fraction=test_fraction if layout.name == SEEDED_SPLIT else None,
+            val_fraction=val_fraction,
             classes=layout.classes,
             counts={split: _class_counts(kept, split, layout.classes) for split in SPLITS},
-            found=[],
+            found={},
             skipped=sorted(skipped, key=lambda entry: entry["path"]),
             converted=converted,
             conversion_counts=dict(
@@ -162,17 +179,17 @@ def ingest(
         for split in SPLITS:
             rows = [c for c in kept if c.split == split]
             _write_split(cache_dir / split, staging, rows, split)
-            report.found.append(
+            report.found[split] = (
                 f"Found {len(rows)} images belonging to {len(layout.classes)} classes."
             )
         del staging  # unmap before the staging folder is removed
     write_json(cache_dir / "classes.json", layout.classes)
-    for line in report.found:
-        print(line)
+    for split, line in report.found.items():
+        print(f"{split}: {line}")
     if skipped or leaks:
         print(
-            f"Skipped {len(skipped)} files and dropped {len(leaks)} test images also in train "
-            "(see the data report)."
+            f"Skipped {len(skipped)} files and dropped {len(leaks)} val/test images also in an "
+            "earlier split (see the data report)."
         )
     return report
 
@@ -191,11 +208,15 @@ def load_split(cache_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     return images, labels, classes
 
 
-def _check_arguments(image_size: int, test_fraction: float, min_side: int) -> None:
+def _check_arguments(
+    image_size: int, test_fraction: float, min_side: int, val_fraction: float
+) -> None:
     if image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     if min_side < 1:
         raise ConfigError(f"min_side must be at least 1, got {min_side}")
 
@@ -216,7 +237,7 @@ def _visible_subfolders(folder: Path, source: Path, ignored: list[dict[str, str]
 def _find_layout(source: Path, ignored: list[dict[str, str]]) -> _Layout:
     top = _visible_subfolders(source, source, ignored)
     names = {folder.name for folder in top}
-    if not names & set(SPLITS):
+    if not names & set(SOURCE_SPLITS):
         classes = [folder.name for folder in top]
         _require_classes(source, classes)
         return _Layout(
@@ -224,15 +245,15 @@ def _find_layout(source: Path, ignored: list[dict[str, str]]) -> _Layout:
             classes,
             [(None, label, folder) for label, folder in enumerate(top)],
         )
-    for split in SPLITS:
+    for split in SOURCE_SPLITS:
         if split not in names:
-            present = next(iter(names & set(SPLITS)))
+            present = next(iter(names & set(SOURCE_SPLITS)))
             raise DataError(
                 f"{source}: has {present}/ but no {split}/; give both train/ and test/, "
                 "or point at a folder of class folders to split it"
             )
     for folder in top:
-        if folder.name not in SPLITS:
+        if folder.name not in SOURCE_SPLITS:
             ignored.append({"path": _relative(folder, source), "reason": "not train/ or test/"})
     train_dirs = _visible_subfolders(source / "train", source, ignored)
     classes = [folder.name for folder in train_dirs]
@@ -335,38 +356,48 @@ def _decode_all(
 
 
 def _split_by_class(
-    decoded: list[_Candidate], n_classes: int, test_fraction: float, seed: int
+    decoded: list[_Candidate],
+    n_classes: int,
+    source: str | None,
+    target: str,
+    fraction: float,
+    seed: int | list[int],
 ) -> None:
-    """Assign train/test per class: a seeded shuffle of groups of identical images."""
+    """Move round(n × fraction) of each class's `source` images (at least 1, at most n − 1; none
+    for fraction 0) to `target`: a seeded shuffle of groups of identical images, so copies of one
+    picture never straddle the two splits. `source` None: the unsplit one-folder layout."""
     rng = np.random.default_rng(seed)
     for label in range(n_classes):
-        members = [c for c in decoded if c.label == label]
+        members = [c for c in decoded if c.label == label and c.split in (source, None)]
         groups: dict[str, list[_Candidate]] = {}
         for candidate in members:
             groups.setdefault(candidate.digest, []).append(candidate)
         ordered = list(groups.values())
         # round half up (Python's round() rounds half to even), at least 1, at most n - 1
-        target = min(len(members) - 1, max(1, math.floor(len(members) * test_fraction + 0.5)))
-        in_test = 0
+        wanted = math.floor(len(members) * fraction + 0.5)
+        count = min(len(members) - 1, max(1, wanted)) if fraction > 0 else 0
+        moved = 0
         for index in rng.permutation(len(ordered)):
             group = ordered[index]
-            to_test = in_test < target and in_test + len(group) < len(members)
+            to_target = moved < count and moved + len(group) < len(members)
             for candidate in group:
-                candidate.split = "test" if to_test else "train"
-            in_test += len(group) if to_test else 0
+                candidate.split = target if to_target else source or "train"
+            moved += len(group) if to_target else 0
 
 
 def _drop_leaks(decoded: list[_Candidate]) -> list[dict[str, str]]:
-    """Test images whose pixels equal a train image's, paired with the first such train path."""
-    first_in_train: dict[str, str] = {}
-    for candidate in decoded:
-        if candidate.split == "train":
-            first_in_train.setdefault(candidate.digest, candidate.path)
-    return [
-        {"test": c.path, "train": first_in_train[c.digest]}
-        for c in decoded
-        if c.split == "test" and c.digest in first_in_train
-    ]
+    """Val images equal to a train image, and test images equal to a train or val image, each
+    paired with the first such earlier image (split order: train, val, test)."""
+    first_seen: dict[str, tuple[str, str]] = {}  # digest -> (split, path) of its first image
+    leaks = []
+    for split in SPLITS:
+        for candidate in (c for c in decoded if c.split == split):
+            earlier_split, earlier_path = first_seen.setdefault(
+                candidate.digest, (split, candidate.path)
+            )
+            if earlier_split != split:
+                leaks.append({"split": split, "path": candidate.path, "copy_of": earlier_path})
+    return leaks
 
 
 def _duplicates(kept: list[_Candidate]) -> list[dict[str, Any]]:
@@ -385,7 +416,8 @@ def _class_counts(kept: list[_Candidate], split: str, classes: list[str]) -> dic
 
 
 def _check_usable(source: Path, layout: _Layout, report: IngestReport) -> None:
-    """Train needs every class; test may lack one (a warning), but must hold some images."""
+    """Train needs every class; val and test may lack one (a warning), but must hold some images
+    (val only when one is asked for)."""
     for split in SPLITS:
         report.empty_classes[split] = [
             name for name, count in report.counts[split].items() if count == 0
@@ -396,8 +428,14 @@ def _check_usable(source: Path, layout: _Layout, report: IngestReport) -> None:
     if not any(report.counts["test"].values()):
         where = source / "test" if layout.name == GIVEN_SPLIT else source
         raise DataError(f"{where}: no usable test image (see the skipped files)")
-    for name in report.empty_classes["test"]:
-        report.warnings.append(f"test has no usable image of class '{name}'")
+    if report.val_fraction > 0 and not any(report.counts["val"].values()):
+        raise DataError(
+            f"{source}: too few train images to carve a validation split "
+            f"(val_fraction={report.val_fraction})"
+        )
+    for split in ("val", "test") if report.val_fraction > 0 else ("test",):
+        for name in report.empty_classes[split]:
+            report.warnings.append(f"{split} has no usable image of class '{name}'")
 
 
 def _write_split(folder: Path, staging: np.ndarray, rows: list[_Candidate], split: str) -> None:

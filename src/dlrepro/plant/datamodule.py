@@ -4,18 +4,19 @@ The text's `ImageDataGenerator(rescale=1./255)` becomes `images_to_tensor`: uint
 HWC → CHW. The arrays stay where they are (an `np.memmap` is never read whole): each step gathers
 one batch of rows with a single fancy-index read, far cheaper than 32 per-image reads and a collate.
 
-Order is a pure function of (seed, epoch): `EpochBatchSampler` draws each epoch's permutation, and
-the optional horizontal flips, from `np.random.default_rng([seed, epoch])`. Lightning calls its
-`set_epoch` every epoch (and forwards it through the sampler wrapper it inserts under DDP, which
-then deals whole batches to the ranks), so a run resumed from a checkpoint sees exactly the
-batches the uninterrupted run would have seen, and worker processes need no seeding.
+Order is a pure function of (seed, epoch): `EpochBatchSampler` draws each epoch's permutation,
+and each batch's augmentation seed (`dlrepro.plant.augment`), from
+`np.random.default_rng([seed, epoch])`. Lightning calls its `set_epoch` every epoch (and forwards
+it through the sampler wrapper it inserts under DDP, which then deals whole batches to the
+ranks), so a run resumed from a checkpoint sees exactly the batches the uninterrupted run would
+have seen, and worker processes need no seeding.
 """
 
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dlrepro.errors import DataError
+from dlrepro.plant.augment import BatchAugment
 
 # The text's rescale=1./255, applied as Keras applies it (a multiplication, not a division).
 RESCALE = 1.0 / 255
@@ -40,22 +42,23 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class BatchPlan(NamedTuple):
-    """One batch: which rows to read, and which of them to mirror left-right."""
+    """One batch: which rows to read, and the seed of its augmentation (None: not augmented)."""
 
     indices: np.ndarray
-    flips: np.ndarray
+    augment_seed: int | None = None
 
 
 class EpochBatchSampler(Sampler[BatchPlan]):
-    """Yields `BatchPlan`s; shuffled (and flipped) per epoch from rng([seed, epoch]) when asked."""
+    """Yields `BatchPlan`s; shuffled per epoch from rng([seed, epoch]) when asked, and with a
+    seed per batch from the same generator when `augment` is set."""
 
     def __init__(
-        self, num_items: int, batch_size: int, shuffle: bool, hflip: bool, seed: int
+        self, num_items: int, batch_size: int, shuffle: bool, augment: bool, seed: int
     ) -> None:
         self.num_items = num_items
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.hflip = hflip
+        self.augment = augment
         self.seed = seed
         self.epoch = 0
 
@@ -68,13 +71,13 @@ class EpochBatchSampler(Sampler[BatchPlan]):
     def __iter__(self) -> Iterator[BatchPlan]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(self.num_items) if self.shuffle else np.arange(self.num_items)
-        flips = rng.random(self.num_items) < 0.5 if self.hflip else np.zeros(self.num_items, bool)
-        for start in range(0, self.num_items, self.batch_size):
-            rows = order[start : start + self.batch_size]
+        seeds = rng.integers(2**62, size=len(self)) if self.augment else [None] * len(self)
+        for batch, start in enumerate(range(0, self.num_items, self.batch_size)):
             # Reading rows in ascending order keeps memmap access sequential; the order of
             # samples inside a batch does not change the batch's mean loss.
-            ascending = np.argsort(rows, kind="stable")
-            yield BatchPlan(rows[ascending], flips[start : start + self.batch_size][ascending])
+            rows = np.sort(order[start : start + self.batch_size], kind="stable")
+            seed = seeds[batch]
+            yield BatchPlan(rows, None if seed is None else int(seed))
 
 
 def release_mapped_pages(images: np.ndarray) -> None:
@@ -91,21 +94,27 @@ def release_mapped_pages(images: np.ndarray) -> None:
 
 
 class ImageBatches(Dataset):
-    """Map-style dataset indexed by a whole `BatchPlan` (use with `batch_size=None`)."""
+    """Map-style dataset indexed by a whole `BatchPlan` (use with `batch_size=None`); `augment`
+    transforms a planned batch's uint8 pixels with the plan's seed."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, augment: BatchAugment | None = None
+    ) -> None:
         self.images = images
         self.labels = labels
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, plan: BatchPlan) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = images_to_tensor(self.images[plan.indices])
+        pixels = self.images[plan.indices]
         release_mapped_pages(self.images)
-        if plan.flips.any():
-            flips = torch.from_numpy(plan.flips)
-            batch[flips] = batch[flips].flip(-1)
+        if self.augment is not None and plan.augment_seed is not None:
+            chw = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2)
+            batch = self.augment(chw, plan.augment_seed).mul_(RESCALE)
+        else:
+            batch = images_to_tensor(pixels)
         return batch, torch.from_numpy(self.labels[plan.indices])
 
 
@@ -126,18 +135,21 @@ def check_split(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
 
 
 class PlantDataModule(pl.LightningDataModule):
-    """Train/val (and optional test) loaders over uint8 image arrays.
+    """Train and val loaders over uint8 image arrays: everything a fit may see.
+
+    There is no test split here on purpose: the Trainer never holds test rows, so neither
+    checkpoint selection nor early stopping can read them (the evaluation reads test itself).
 
     Args:
         classes: class names in label order (sorted, as the cache's classes.json lists them).
-        train_images, val_images, test_images: uint8 (N, H, W, 3) RGB arrays or np.memmaps.
-        train_labels, val_labels, test_labels: class indices, one per image.
+        train_images, val_images: uint8 (N, H, W, 3) RGB arrays or np.memmaps.
+        train_labels, val_labels: class indices, one per image.
         batch_size: images per step, 32 in the text.
-        seed: drives the per-epoch shuffle and flips (see module doc).
+        seed: drives the per-epoch shuffle and augmentation (see module doc).
         num_workers: DataLoader worker processes; 0 loads in the training process (on a small CPU
             machine the CNN, not loading, is the bottleneck).
-        hflip: mirror a random half of each training batch left-right (off: the text does not
-            augment).
+        augment: label-preserving transforms of training batches (a `BatchAugment`, or its
+            settings as a mapping); None: the text's plain images.
     """
 
     def __init__(
@@ -148,32 +160,27 @@ class PlantDataModule(pl.LightningDataModule):
         val_images: np.ndarray,
         val_labels: np.ndarray,
         *,
-        test_images: np.ndarray | None = None,
-        test_labels: np.ndarray | None = None,
         batch_size: int = 32,
         seed: int = 0,
         num_workers: int = 0,
-        hflip: bool = False,
+        augment: BatchAugment | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.classes = list(classes)
         if len(self.classes) < 2:
             raise DataError(f"need at least two classes, got {self.classes}")
         n = len(self.classes)
-        self.train = ImageBatches(train_images, check_split("train", train_images, train_labels, n))
+        if isinstance(augment, Mapping):
+            augment = BatchAugment(**augment)
+        train_labels = check_split("train", train_images, train_labels, n)
+        self.train = ImageBatches(train_images, train_labels, augment)
         self.val = ImageBatches(val_images, check_split("val", val_images, val_labels, n))
-        self.test = None
-        if test_images is not None:
-            self.test = ImageBatches(test_images, check_split("test", test_images, test_labels, n))
-        shapes = {
-            tuple(split.images.shape[1:]) for split in (self.train, self.val, self.test) if split
-        }
+        shapes = {tuple(split.images.shape[1:]) for split in (self.train, self.val)}
         if len(shapes) > 1:
             raise DataError(f"image shapes differ between splits: {sorted(shapes)}")
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
-        self.hflip = hflip
 
     @property
     def num_classes(self) -> int:
@@ -185,7 +192,11 @@ class PlantDataModule(pl.LightningDataModule):
 
     def _loader(self, split: ImageBatches, train: bool) -> DataLoader:
         sampler = EpochBatchSampler(
-            len(split), self.batch_size, shuffle=train, hflip=train and self.hflip, seed=self.seed
+            len(split),
+            self.batch_size,
+            shuffle=train,
+            augment=train and split.augment is not None,
+            seed=self.seed,
         )
         return DataLoader(
             split,
@@ -201,10 +212,5 @@ class PlantDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, train=False)
 
-    def test_dataloader(self) -> DataLoader:
-        if self.test is None:
-            raise DataError("this datamodule was built without a test split")
-        return self._loader(self.test, train=False)
-
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test if self.test is not None else self.val, train=False)
+        return self._loader(self.val, train=False)

@@ -28,6 +28,10 @@ Deliberate differences from the Keras code, none of which changes what is learnt
 
 More than two classes use a `num_classes`-logit head with cross-entropy (softmax at predict time).
 
+Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv,
+"same" padding, a global average or max pool instead of Flatten, and dropout before the dense
+layers. The defaults build the text's network exactly.
+
 Order of operations: each block computes conv → max-pool → ReLU rather than the text's conv →
 ReLU → max-pool. ReLU is monotone, so max(relu(x)) = relu(max(x)) for every pooling window: the
 function, and its gradient (both orders send it to the window's maximum, and zero it where that
@@ -43,6 +47,7 @@ are the same up to float rounding, and the option exists to measure the differen
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
@@ -56,13 +61,16 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 KERAS_ADAM = partial(torch.optim.Adam, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# A `_partial_` LR scheduler: called with the optimizer and the run's step count, given as
+# `total_steps` (OneCycleLR) or `T_max` (CosineAnnealingLR), whichever it takes; stepped per batch.
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
-def feature_map_size(image_size: int, num_blocks: int) -> int:
-    """Side of the last feature map: each block is a valid 3×3 conv (-2) then a floor 2×2 pool."""
+def feature_map_size(image_size: int, num_blocks: int, padding: str = "valid") -> int:
+    """Side of the last feature map: each block is a 3×3 conv (valid: -2) then a floor 2×2 pool."""
     size = image_size
     for _ in range(num_blocks):
-        size = (size - 2) // 2
+        size = (size - (2 if padding == "valid" else 0)) // 2
     return size
 
 
@@ -84,6 +92,13 @@ class PlantCNN(pl.LightningModule):
             False: the text's conv → ReLU → pool.
         init_seed: seeds the initial weights through a private generator, so the same arguments
             always build the same network, whatever the global RNG state.
+        batch_norm: BatchNorm2d after each convolution (its bias then replaces the conv's).
+        padding: "valid" (the text's Keras default) or "same".
+        global_pool: None flattens the last feature map (the text); "avg" or "max" pools it to
+            one value per channel, so the head no longer depends on the image size.
+        dropout: probability of zeroing a feature before each dense layer (0: the text).
+        scheduler: optional `_partial_` LR scheduler (see SchedulerFactory); not saved in the
+            hyper-parameters, its state is.
     """
 
     def __init__(
@@ -97,13 +112,24 @@ class PlantCNN(pl.LightningModule):
         channels_last: bool = True,
         pool_before_relu: bool = True,
         init_seed: int = 0,
+        batch_norm: bool = False,
+        padding: str = "valid",
+        global_pool: str | None = None,
+        dropout: float = 0.0,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
-        side = feature_map_size(image_size, len(conv_channels))
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        if global_pool not in (None, "avg", "max"):
+            raise ValueError(f"global_pool must be null, 'avg' or 'max', got {global_pool!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        side = feature_map_size(image_size, len(conv_channels), padding)
         if side < 1:
             raise ValueError(
                 f"image_size {image_size} is too small for {len(conv_channels)} blocks"
@@ -113,23 +139,38 @@ class PlantCNN(pl.LightningModule):
         # save_hyperparameters() reads these locals, so they are normalised before it runs.
         conv_channels = [int(c) for c in conv_channels]
         class_names = None if class_names is None else [str(name) for name in class_names]
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.optimizer_factory = optimizer or KERAS_ADAM
+        self.scheduler_factory = scheduler
 
         blocks: list[nn.Module] = []
         in_channels = 3
         for out_channels in conv_channels:
-            conv = nn.Conv2d(in_channels, out_channels, 3)
+            conv: list[nn.Module] = [
+                nn.Conv2d(in_channels, out_channels, 3, padding=padding, bias=not batch_norm)
+            ]
+            if batch_norm:
+                conv.append(nn.BatchNorm2d(out_channels))
             if pool_before_relu:
-                blocks += [conv, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
+                blocks += [*conv, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
             else:
-                blocks += [conv, nn.ReLU(), nn.MaxPool2d(2)]
+                blocks += [*conv, nn.ReLU(), nn.MaxPool2d(2)]
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
+        pooled: list[nn.Module] = {
+            None: [],
+            "avg": [nn.AdaptiveAvgPool2d(1)],
+            "max": [nn.AdaptiveMaxPool2d(1)],
+        }[global_pool]
+        features = in_channels * (1 if global_pool else side * side)
+        dropped = [nn.Dropout(dropout)] if dropout else []
         self.classifier = nn.Sequential(
+            *pooled,
             nn.Flatten(),
-            nn.Linear(in_channels * side * side, dense_units),
+            *dropped,
+            nn.Linear(features, dense_units),
             nn.ReLU(),
+            *dropped,
             nn.Linear(dense_units, 1 if num_classes == 2 else num_classes),
         )
         self._init_like_keras(torch.Generator().manual_seed(init_seed))
@@ -147,7 +188,8 @@ class PlantCNN(pl.LightningModule):
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(module.weight, generator=generator)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     @property
     def is_binary(self) -> bool:
@@ -194,5 +236,22 @@ class PlantCNN(pl.LightningModule):
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self.probabilities(self(images))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.build_scheduler(optimizer), "interval": "step"},
+        }
+
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """The configured scheduler over `total_steps` (default: the Trainer's whole run)."""
+        steps = total_steps if total_steps is not None else self.trainer.estimated_stepping_batches
+        accepted = inspect.signature(self.scheduler_factory).parameters
+        for name in ("total_steps", "T_max"):
+            if name in accepted:
+                return self.scheduler_factory(optimizer, **{name: int(steps)})
+        return self.scheduler_factory(optimizer)

@@ -1,11 +1,17 @@
-"""`model.fit(train_data, validation_data=test_data, epochs=10)` as a Lightning Trainer run.
+"""`model.fit(train_data, validation_data=..., epochs=10)` as a Lightning Trainer run.
+
+The text validates on its test split; here the fit sees train and val only (the datamodule has no
+test split), so checkpoint selection and early stopping never read the data the test accuracy
+is measured on.
 
 Every part is built from config the way lightning-hydra-template builds it
-(`hydra.utils.instantiate` on `_target_` nodes): the model (`model`), its optimizer (`optimizer`,
-`_partial_`), the datamodule (`datamodule`), the Trainer (`trainer`: any Trainer argument) and
-extra callbacks (`callbacks`). No key passes through a hand-written list, so none can be lost; and
-every node is checked while it is built, which the train stage does before it touches an output:
-a value that this machine cannot run, or that the class does not take, is one line naming the key.
+(`hydra.utils.instantiate` on `_target_` nodes): from the recipe (`recipes.<name>`), the model
+(`model`), its optimizer and LR scheduler (`optimizer`, `scheduler`, `_partial_`), extra callbacks
+(`callbacks`) and the epochs; shared by every recipe, the datamodule (`datamodule`) and the
+Trainer (`trainer`: any Trainer argument). No key passes through a hand-written list, so none
+can be lost; and every node is checked while it is built, which the train stage does before it
+touches an output: a value that this machine cannot run, or that the class does not take, is one
+line naming the key.
 
 What the Trainer adds to the text's one line: seeded, deterministic kernels; `best.ckpt` (highest
 val/acc) and `last.ckpt` in `out_dir`; resuming from `last.ckpt`; and a per-epoch history like
@@ -25,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
@@ -82,6 +89,26 @@ class EpochHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(row) for row in state_dict["rows"]]
+
+
+class BatchSeed(pl.Callback):
+    """Seeds torch's global RNG from (seed, epoch, batch) before each training step.
+
+    Dropout draws from that RNG, which Lightning's checkpoints do not store, and which other code
+    (a DataLoader's base seed, the sanity check) also draws from at moments that differ between a
+    straight run and a resumed one: seeded per step, each step's masks are a function of where it
+    is in the run, so a resumed run continues exactly. The batches need none of it: order and
+    augmentation have their own (seed, epoch) generators.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        entropy = np.random.SeedSequence([self.seed, trainer.current_epoch, batch_idx])
+        torch.manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
 
 
 @dataclass(frozen=True)
@@ -269,9 +296,12 @@ def build_trainer(
     out_dir: Path,
     callbacks: Mapping[str, Any] | None = None,
     logger: Any = False,
+    callbacks_key: str = "callbacks",
+    seed: int = 0,
 ) -> tuple[pl.Trainer, FitCallbacks]:
     """The Trainer of `options` (a `_target_` node: any pl.Trainer argument), with the fit's own
-    callbacks plus `callbacks` (name -> `_target_` node, None for off), writing to `out_dir`.
+    callbacks plus `callbacks` (name -> `_target_` node, None for off; `callbacks_key` names
+    them in errors), writing to `out_dir`; `seed` seeds each step's dropout (BatchSeed).
 
     Raises ConfigError (one line naming the key) for anything that cannot run, and touches no
     file: build it before emptying an output folder.
@@ -281,8 +311,8 @@ def build_trainer(
     extra = []
     for name, node in (callbacks or {}).items():
         if node is not None:
-            check_arguments(f"callbacks.{name}", node)
-            with config_errors(f"callbacks.{name}"):
+            check_arguments(f"{callbacks_key}.{name}", node)
+            with config_errors(f"{callbacks_key}.{name}"):
                 extra.append(instantiate(node, _convert_="all"))
     if options.get("enable_progress_bar", True):
         extra.append(TQDMProgressBar())
@@ -290,7 +320,7 @@ def build_trainer(
         trainer = instantiate(
             dict(options),
             _convert_="all",
-            callbacks=[fit.history, fit.best, fit.last, *extra],
+            callbacks=[BatchSeed(seed), fit.history, fit.best, fit.last, *extra],
             logger=logger,
             default_root_dir=out_dir,
             log_every_n_steps=1,  # only epoch aggregates are logged; this silences a length warning
@@ -362,7 +392,7 @@ def fit_plant_cnn(
             "mode": "max",
             "patience": early_stopping_patience,
         }
-    trainer, fit_state = build_trainer(options, out_dir, callbacks, logger or False)
+    trainer, fit_state = build_trainer(options, out_dir, callbacks, logger or False, seed=seed)
     return fit(trainer, fit_state, model, datamodule, resume)
 
 
@@ -383,39 +413,54 @@ def history_figure(history: list[dict[str, float]]) -> Any:
 
 
 def build_plant_cnn(
-    cfg: Config, classes: list[str], channels_last: bool | None = None, cls: type | None = None
+    cfg: Config,
+    recipe: str,
+    classes: list[str],
+    channels_last: bool | None = None,
+    cls: type | None = None,
 ) -> PlantCNN:
-    """The model the train stage trains: `cfg.model` instantiated for these classes, with
-    `cfg.optimizer` as its optimizer (checked on the model's parameters). `cls`: a subclass of
-    the configured class (e.g. for timing); `channels_last`: override the config's."""
-    node = asdict(cfg.model)
+    """The model `train@<recipe>` trains: `recipes.<recipe>.model` instantiated for these
+    classes, with the recipe's optimizer and LR scheduler (both checked on the model's
+    parameters). `cls`: a subclass of the configured class (e.g. for timing); `channels_last`:
+    override the config's."""
+    key = f"recipes.{recipe}"
+    spec = cfg.recipes[recipe]
+    node = asdict(spec.model)
     if channels_last is not None:
         node["channels_last"] = channels_last
-    check_arguments("optimizer", cfg.optimizer)
-    with config_errors("optimizer"):
-        optimizer = instantiate(cfg.optimizer, _convert_="all")
+    factories = {}
+    for part in ("optimizer", "scheduler"):
+        part_node = getattr(spec, part)
+        if part_node is not None:
+            check_arguments(f"{key}.{part}", part_node)
+            with config_errors(f"{key}.{part}"):
+                factories[part] = instantiate(part_node, _convert_="all")
     data = {
         "num_classes": len(classes),
         "image_size": cfg.data.image_size,
         "class_names": list(classes),
         "init_seed": cfg.seed,
-        "optimizer": optimizer,
+        **factories,
     }
-    with config_errors("model"):
+    with config_errors(f"{key}.model"):
         if cls is None:
             model = instantiate(node, _convert_="all", **data)
         else:  # a local subclass has no importable name for `_target_`
             model = cls(**{k: v for k, v in node.items() if k != "_target_"}, **data)
-    with config_errors("optimizer"):
-        model.configure_optimizers()  # torch checks its settings (lr > 0, ...) here
+    with config_errors(f"{key}.optimizer"):
+        optimizer = model.optimizer_factory(model.parameters())  # torch checks lr > 0, ... here
+    if model.scheduler_factory is not None:
+        with config_errors(f"{key}.scheduler"):
+            model.build_scheduler(optimizer, total_steps=spec.max_epochs)
     return model
 
 
 def build_datamodule(
-    cfg: Config, classes: list[str], train: tuple[Any, Any], val: tuple[Any, Any]
+    cfg: Config, recipe: str, classes: list[str], train: tuple[Any, Any], val: tuple[Any, Any]
 ) -> PlantDataModule:
-    """The train stage's data: `cfg.datamodule` over (images, labels) splits; validated on the
-    test split, as the text does (`validation_data=test_data`)."""
+    """The data `train@<recipe>` fits on: `cfg.datamodule` over the train and val splits, with
+    the recipe's augmentation. The test split is not an argument: no fit can see it."""
+    augment = cfg.recipes[recipe].augment
     with config_errors("datamodule"):
         return instantiate(
             asdict(cfg.datamodule),
@@ -425,4 +470,5 @@ def build_datamodule(
             train_labels=train[1],
             val_images=val[0],
             val_labels=val[1],
+            augment=None if augment is None else asdict(augment),
         )

@@ -1,12 +1,17 @@
-"""DVC stage `evaluate`: the best checkpoint on the test split; metrics, ROC, confusion, mistakes.
+"""DVC stage `evaluate@<recipe>`: the recipe's selected checkpoint on the test split (the only
+stage that reads it); metrics, ROC, confusion, mistakes.
 
-python -m dlrepro.stages.evaluate
+    python -m dlrepro.stages.evaluate text        # or tuned
+
+The checkpoint is the recipe's `selected_on`: the last epoch (the text: `model.evaluate` right
+after `fit`) or the best val/acc epoch. Nothing was chosen on the test split, so its accuracy is
+an honest estimate; the metrics file says which recipe and which selection it measured.
 """
 
 from __future__ import annotations
 
 from dlrepro import paths
-from dlrepro.cli import run_stage
+from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
 from dlrepro.errors import DataError
 from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
@@ -17,6 +22,8 @@ SCALARS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 def main() -> None:
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
+    recipe = recipe_argument(list(cfg.recipes))
+    selected_on = cfg.recipes[recipe].selected_on
     ensure_reachable()
 
     from dlrepro.data.ingest import load_split
@@ -29,15 +36,19 @@ def main() -> None:
     )
     from dlrepro.plant.model import PlantCNN
 
-    checkpoint = root / paths.PLANT_MODEL_DIR / "best.ckpt"
+    checkpoint = root / paths.selected_checkpoint(recipe, selected_on)
     if not checkpoint.is_file():
-        raise DataError(f"{checkpoint.relative_to(root)} not found: run `dvc repro train` first")
+        raise DataError(
+            f"{checkpoint.relative_to(root)} not found: run `dvc repro train@{recipe}` first"
+        )
     model = PlantCNN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     cache = root / paths.CACHE
     images, labels, classes = load_split(cache, "test")
-    with stage_run("evaluate", "plant", {"checkpoint": "best.ckpt"}, [cache, checkpoint]) as run:
+    params = {"recipe": recipe, "selected_on": selected_on, "checkpoint": checkpoint.name}
+    inputs = [checkpoint.parent, cache / "classes.json", cache / "test"]  # its deps in dvc.yaml
+    with stage_run("evaluate", "plant", params, inputs, recipe=recipe) as run:
         result = evaluate(model, images, labels, classes, batch_size=cfg.data.batch_size)
-        plots = fresh_dir(root / paths.PLOTS / "evaluate")
+        plots = fresh_dir(root / paths.PLOTS / "evaluate" / recipe)
         save_figure(confusion_figure(result), plots / "confusion.png")
         if result["average"] == "binary":
             save_figure(roc_figure(result), plots / "roc.png")
@@ -61,10 +72,16 @@ def main() -> None:
             classes,
             plots / "misclassified.png",
         )
-        summary = {k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")}
-        metrics = write_json(root / paths.METRICS / "evaluate.json", summary)
+        summary = {
+            "recipe": recipe,
+            "selected_on": selected_on,
+            "split": "test",
+            "checkpoint": checkpoint.name,
+            **{k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")},
+        }
+        metrics = write_json(root / paths.METRICS / "evaluate" / f"{recipe}.json", summary)
         log_outcome(run.info.run_id, {k: result[k] for k in SCALARS}, {}, [metrics, plots])
-    print(f"\nTest Accuracy: {result['accuracy']:.2f}")  # the text's own line
+    print(f"\nevaluate@{recipe}: Test Accuracy: {result['accuracy']:.2f}")  # the text's line
 
 
 if __name__ == "__main__":

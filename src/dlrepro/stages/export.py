@@ -1,5 +1,6 @@
-"""DVC stage `export`: the best checkpoint → ONNX + torch.export program, proven on the test split,
-and registered in MLflow as a new version of `plant-cnn`.
+"""DVC stage `export`: the selected checkpoint of recipe `export.recipe` (tuned by default) →
+ONNX + torch.export program, proven on the test split, and registered in MLflow as a new version
+of `plant-cnn` tagged with its recipe.
 
 python -m dlrepro.stages.export
 
@@ -28,21 +29,26 @@ def main() -> None:
     from dlrepro.data.ingest import load_split
     from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
     from dlrepro.outputs import write_json
-    from dlrepro.predict import CHECKPOINT, ONNX_MODEL, to_model_input
+    from dlrepro.predict import ONNX_MODEL, served_checkpoint, to_model_input
     from dlrepro.registry import register_onnx
     from dlrepro.tracking import dvc_md5, git_commit
 
-    checkpoint = root / CHECKPOINT
+    recipe = cfg.export.recipe
+    checkpoint = root / served_checkpoint(cfg)
     if not checkpoint.is_file():
-        raise DataError(f"{CHECKPOINT}: not found: run `dvc repro train` first")
+        raise DataError(
+            f"{checkpoint.relative_to(root)}: not found: run `dvc repro train@{recipe}` first"
+        )
     cache = root / paths.CACHE
     images, _, _ = load_split(cache, "test")
     params = {
-        "checkpoint": CHECKPOINT.as_posix(),
+        "recipe": recipe,
+        "checkpoint": checkpoint.relative_to(root).as_posix(),
         "parity_tolerance": PARITY_TOLERANCE,
         "min_side": cfg.data.min_side,
     }
-    with stage_run("export", "plant", params, [cache, checkpoint]) as run:
+    inputs = [checkpoint.parent, cache / "classes.json", cache / "test"]  # its deps in dvc.yaml
+    with stage_run("export", "plant", params, inputs, recipe=recipe) as run:
         figures = export_checkpoint(
             checkpoint,
             root / ONNX_MODEL,
@@ -56,7 +62,12 @@ def main() -> None:
         registered = register_onnx(
             root / ONNX_MODEL,
             to_model_input(images[:2]),
-            tags={"git_commit": git_commit(), "data_md5": dvc_md5(cache)},
+            tags={
+                "git_commit": git_commit(),
+                "data_md5": dvc_md5(cache),
+                "recipe": recipe,
+                "selected_on": cfg.recipes[recipe].selected_on,
+            },
         )
         log_outcome(run.info.run_id, figures, {}, [metrics])
     onnx = figures["onnx"]

@@ -29,6 +29,7 @@ def main() -> None:
         "path": data.path,
         "image_size": data.image_size,
         "test_fraction": data.test_fraction,
+        "val_fraction": data.val_fraction,
         "min_side": data.min_side,
         "seed": data.seed,
     }
@@ -41,6 +42,7 @@ def main() -> None:
             data.test_fraction,
             data.seed,
             data.min_side,
+            data.val_fraction,
         )
         report.source = data.path  # as configured, not this machine's absolute path
         report_path = write_json(root / paths.REPORTS / "data.json", report.to_dict())

@@ -1,8 +1,9 @@
-"""DVC stage `train`: the text's plant CNN on the prepared cache, with Lightning and MLflow.
+"""DVC stage `train@<recipe>`: one recipe's plant CNN on the prepared cache's train split,
+validated on its val split, with Lightning and MLflow.
 
-    python -m dlrepro.stages.train
+    python -m dlrepro.stages.train text        # or tuned: the recipes of conf/recipe/
 
-Resuming: models/plant_cnn/ holds `run.json` (a fingerprint of the config and the data, and
+Resuming: models/plant_cnn/<recipe>/ holds `run.json` (a fingerprint of the config and the data, and
 whether the run finished). An interrupted run with the same fingerprint continues from
 last.ckpt; anything else (new params, new data, a finished run under `dvc repro --force`)
 starts afresh, so a checkpoint never leaks from one configuration into another.
@@ -15,30 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dlrepro import paths
-from dlrepro.cli import run_stage
+from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
 from dlrepro.config.load import flatten
 from dlrepro.errors import ConfigError
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
 
 RUN_FILE = "run.json"
-# What this stage reads from params.yaml: these sections whole, and data.image_size.
-READS = (
-    "seed",
-    "model",
-    "optimizer",
-    "datamodule",
-    "trainer",
-    "callbacks",
-    "resume",
-    "data.image_size",
-)
+# What this stage reads from params.yaml: these sections whole, data.image_size, and its recipe's
+# section (recipes.<name>).
+READS = ("seed", "datamodule", "trainer", "resume", "data.image_size")
 # Settings that change how a run goes, not what it computes: not train's params in dvc.yaml, so
 # changing one reruns nothing (tests/test_params.py proves that every other setting is hashed).
 RUNTIME_SWITCHES = ("trainer.enable_progress_bar", "datamodule.num_workers", "resume")
@@ -48,10 +42,17 @@ def _within(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def read_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The settings this stage reads, by dotted key, from params.yaml as loaded: one inventory
-    for the DVC check, the resume fingerprint and the MLflow params."""
-    return {k: v for k, v in flatten(params).items() if _within(k, READS)}
+def read_settings(params: dict[str, Any], recipe: str) -> dict[str, Any]:
+    """The settings `train@<recipe>` reads, by dotted key, from params.yaml as loaded: one
+    inventory for the DVC check, the resume fingerprint and the MLflow params."""
+    reads = (*READS, f"recipes.{recipe}")
+    return {k: v for k, v in flatten(params).items() if _within(k, reads)}
+
+
+def stage_params(root: Path, recipe: str) -> list[str]:
+    """The `params` dvc.yaml lists for `train@<recipe>` (its foreach `${key}` filled in)."""
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
+    return [str(p).replace("${key}", recipe) for p in stage["do"]["params"]]
 
 
 def unhashed_settings(settings: dict[str, Any], stage_params: list[str]) -> list[str]:
@@ -60,10 +61,9 @@ def unhashed_settings(settings: dict[str, Any], stage_params: list[str]) -> list
     return [k for k in settings if k not in RUNTIME_SWITCHES and not _within(k, stage_params)]
 
 
-def check_hashed(settings: dict[str, Any], root: Path) -> None:
+def check_hashed(settings: dict[str, Any], root: Path, recipe: str) -> None:
     """Refuse a setting that DVC does not hash: it would be applied once and then go stale."""
-    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
-    unhashed = unhashed_settings(settings, stage["params"])
+    unhashed = unhashed_settings(settings, stage_params(root, recipe))
     if unhashed:
         raise ConfigError(
             f"{unhashed[0]}: dvc.yaml's train stage does not list it in its params, so DVC would "
@@ -80,7 +80,9 @@ def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
 def main() -> None:
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
-    settings = read_settings(yaml.safe_load((root / "params.yaml").read_text()))
+    recipe = recipe_argument(list(cfg.recipes))
+    spec = cfg.recipes[recipe]
+    settings = read_settings(yaml.safe_load((root / "params.yaml").read_text()), recipe)
 
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
@@ -103,20 +105,28 @@ def main() -> None:
     from dlrepro.tracking import dvc_md5, stage_run, tracking_uri
 
     cache = root / paths.CACHE
+    # train and val only: the test split is read by `evaluate` alone
     train_images, train_labels, classes = load_split(cache, "train")
-    test_images, test_labels, _ = load_split(cache, "test")
-    for labels in (train_labels, test_labels):  # as the text's flow_from_directory says it
-        print(f"Found {len(labels)} images belonging to {len(classes)} classes.")
+    val_images, val_labels, _ = load_split(cache, "val")
+    for split, labels in (("train", train_labels), ("val", val_labels)):
+        print(f"{split}: Found {len(labels)} images belonging to {len(classes)} classes.")
 
     # Everything that can fail on config is built before any output is touched.
-    out_dir = root / paths.PLANT_MODEL_DIR
+    out_dir = root / paths.recipe_model_dir(recipe)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(
-        cfg, classes, (train_images, train_labels), (test_images, test_labels)
+        cfg, recipe, classes, (train_images, train_labels), (val_images, val_labels)
     )
-    model = build_plant_cnn(cfg, classes)
-    trainer, callbacks = build_trainer(cfg.trainer, out_dir, cfg.callbacks)
-    check_hashed(settings, root)
+    model = build_plant_cnn(cfg, recipe, classes)
+    trainer_options = {**cfg.trainer, "max_epochs": spec.max_epochs}
+    trainer, callbacks = build_trainer(
+        trainer_options,
+        out_dir,
+        spec.callbacks,
+        callbacks_key=f"recipes.{recipe}.callbacks",
+        seed=cfg.seed,
+    )
+    check_hashed(settings, root, recipe)
 
     stamp = fingerprint(settings, dvc_md5(cache))
     previous = read_run_file(out_dir / RUN_FILE)
@@ -133,27 +143,37 @@ def main() -> None:
 
     from dlrepro.tracking import log_outcome
 
-    params = {**settings, "data.path": cfg.data.path}
-    with stage_run("train", "plant", params, inputs=[cache]) as run:
+    params = {**settings, "data.path": cfg.data.path, "recipe": recipe}
+    inputs = [cache / "classes.json", cache / "train", cache / "val"]  # its deps in dvc.yaml
+    with stage_run("train", "plant", params, inputs, recipe=recipe) as run:
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
+        started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
-        plots = fresh_dir(root / paths.PLOTS / "train")
+        fit_seconds = time.perf_counter() - started
+        plots = fresh_dir(root / paths.PLOTS / "train" / recipe)
         write_csv(plots / "history.csv", result.history)
         save_figure(history_figure(result.history), plots / "history.png")
         summary = {
+            "recipe": recipe,
+            "selected_on": spec.selected_on,
             "best_val_acc": result.best_val_acc,
+            "last_val_acc": result.history[-1].get("val/acc") if result.history else None,
             "epochs": len(result.history),
             "classes": classes,
             "train_images": len(train_labels),
-            "val_images": len(test_labels),
+            "val_images": len(val_labels),
             "parameters": sum(p.numel() for p in model.parameters()),
             "resumed": resume,
         }
-        metrics = write_json(root / paths.METRICS / "train.json", summary)
+        metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": True})
-        log_outcome(run.info.run_id, {}, {}, [metrics, plots])
-    best = result.best_checkpoint.relative_to(root)
-    print(f"train: best val/acc {result.best_val_acc:.4f} -> {best}")
+        # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
+        log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
+    chosen = paths.selected_checkpoint(recipe, spec.selected_on)
+    print(
+        f"train@{recipe}: best val/acc {result.best_val_acc:.4f}; "
+        f"evaluated and exported from {chosen} (selected on {spec.selected_on})"
+    )
 
 
 def read_run_file(path: Path) -> dict:

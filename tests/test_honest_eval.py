@@ -1,0 +1,120 @@
+"""Honest evaluation: the test split never reaches a fit, checkpoint selection reads the val
+split, and each evaluation says which recipe and which selection it measured.
+
+The real train and evaluate stages run as subprocesses on a tiny prepared cache (both recipes,
+2 epochs): the train stage runs with the test split deleted from the cache, so any read of it
+would fail the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from dlrepro.data.ingest import ingest, load_split
+from dlrepro.plant.evaluate import evaluate
+from dlrepro.plant.model import PlantCNN
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 24
+pytestmark = pytest.mark.slow
+
+
+def write_dataset(folder: Path, per_class: int = 24) -> None:
+    """Two colour-coded classes of noisy squares: learnable in two epochs, not trivially."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("Diseased", "Healthy")):
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 150, (32, 32, 3), dtype=np.uint8)
+            image[..., 2 * label] += 100
+            cv2.imwrite(str(folder / name / f"{i:02d}.png"), image)
+
+
+def stage(root: Path, name: str, recipe: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", f"dlrepro.stages.{name}", recipe],
+        cwd=root,
+        env={**env, "DVC_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    write_dataset(root / "source")
+    cache = root / "data" / "cache"
+    ingest(root / "source", cache, image_size=SIZE, test_fraction=0.25, seed=0)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["image_size"] = SIZE
+    params["trainer"]["enable_progress_bar"] = False
+    for recipe in params["recipes"].values():
+        recipe["max_epochs"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    hidden = root / "test-split-away"
+    shutil.move(cache / "test", hidden)  # a fit that read test would fail here
+    for recipe in params["recipes"]:
+        done = stage(root, "train", recipe)
+        assert done.returncode == 0, done.stderr[-2000:]
+    shutil.move(hidden, cache / "test")
+    return root
+
+
+@pytest.mark.parametrize("recipe", ["text", "tuned"])
+def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trained, recipe):
+    """best.ckpt's score is its weights' accuracy on val, and every epoch's val/acc in the
+    history is measured on val's images (the count proves which split)."""
+    summary = json.loads((trained / "metrics" / "train" / f"{recipe}.json").read_text())
+    assert summary["val_images"] == len(load_split(trained / "data" / "cache", "val")[1])
+    images, labels, classes = load_split(trained / "data" / "cache", "val")
+    model_dir = trained / "models" / "plant_cnn" / recipe
+    best = PlantCNN.load_from_checkpoint(model_dir / "best.ckpt", weights_only=True)
+    assert evaluate(best, images, labels, classes)["accuracy"] == pytest.approx(
+        summary["best_val_acc"]
+    )
+    last = PlantCNN.load_from_checkpoint(model_dir / "last.ckpt", weights_only=True)
+    assert evaluate(last, images, labels, classes)["accuracy"] == pytest.approx(
+        summary["last_val_acc"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "selected_on", "checkpoint"),
+    [("text", "last_epoch", "last.ckpt"), ("tuned", "val", "best.ckpt")],
+)
+def test_evaluation_reads_test_once_and_says_what_it_measured(
+    trained, recipe, selected_on, checkpoint
+):
+    done = stage(trained, "evaluate", recipe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((trained / "metrics" / "evaluate" / f"{recipe}.json").read_text())
+    assert metrics["recipe"] == recipe and metrics["selected_on"] == selected_on
+    assert metrics["split"] == "test" and metrics["checkpoint"] == checkpoint
+    images, labels, classes = load_split(trained / "data" / "cache", "test")
+    model = PlantCNN.load_from_checkpoint(
+        trained / "models" / "plant_cnn" / recipe / checkpoint, weights_only=True
+    )
+    assert metrics["num_images"] == len(labels)
+    assert metrics["accuracy"] == pytest.approx(
+        evaluate(model, images, labels, classes)["accuracy"]
+    )
+
+
+def test_an_unknown_recipe_is_one_line(trained):
+    done = stage(trained, "train", "fancy")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: expected one recipe name (text, tuned), got fancy"
