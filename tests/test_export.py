@@ -192,6 +192,11 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
     ingest(tmp_path / "source", tmp_path / "data" / "cache", image_size=32)
     checkpoint = tmp_path / "models" / "plant_cnn" / "tuned" / "best.ckpt"  # export.recipe's
     write_checkpoint(checkpoint, **SMALL)
+    evaluation = tmp_path / "metrics" / "evaluate" / "tuned.json"  # what the model card quotes
+    evaluation.parent.mkdir(parents=True)
+    evaluation.write_text(
+        json.dumps({"accuracy": 0.5, "f1": 0.25, "roc_auc": 0.75, "num_images": 8})
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["DVC_ROOT"] = str(tmp_path)
 
@@ -208,6 +213,14 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
     first = stage()
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip().endswith("registered as models:/plant-cnn/1")
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    version = client.get_model_version("plant-cnn", "1")
+    assert version.tags["recipe"] == "tuned" and version.tags["selected_on"] == "val"
+    card = version.description
+    assert "recipe `tuned`" in card and "accuracy 0.500, F1 0.250, ROC AUC 0.750" in card
+    assert "float32 NCHW (N, 3, 32, 32), RGB" in card and "dvc repro export" in card
     metrics = json.loads((tmp_path / "metrics" / "export.json").read_text())
     assert metrics["onnx"]["images"] == metrics["torch_export"]["images"] == 8
     assert metrics["onnx"]["max_abs_diff"] <= 1e-5

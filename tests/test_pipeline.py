@@ -7,6 +7,8 @@ One module-scoped copy runs the pipeline once; the tests then read what it left 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,38 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_artifacts_and_tags(repo)
     assert len(children) == 4  # one Lightning fit per gate, nested under the stage's run
     pipeline_ids = {r.data.tags["dlrepro.pipeline_id"] for r in by_stage.values()}
     assert len(pipeline_ids) == 1  # one code version + params: one group
+
+
+def test_case_study_runs_carry_dvc_datasets_system_metrics_and_telling_names(repo):
+    """The MLflow UI's Dataset column and System metrics tab, read back through the REST-level
+    client: each split a run read is a dataset input whose digest is dvc.lock's md5 of it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    plant = client.get_experiment_by_name("dlrepro-plant").experiment_id
+    for stage, contexts in (
+        ("train@tuned", {"train": "training", "val": "validation"}),
+        ("evaluate@tuned", {"test": "test"}),
+    ):
+        (found,) = client.search_runs([plant], f"tags.`dvc.stage` = '{stage}'")
+        assert found.info.run_name == stage.replace("@", " · ")
+        md5 = {d["path"]: d["md5"] for d in lock[stage]["deps"]}
+        inputs = {
+            i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags})
+            for i in found.inputs.dataset_inputs
+        }
+        assert sorted(inputs) == sorted(f"plant_disease_dataset/{split}" for split in contexts)
+        for split, context in contexts.items():
+            digest, tags = inputs[f"plant_disease_dataset/{split}"]
+            assert digest == md5[f"data/cache/{split}"]
+            assert tags["mlflow.data.context"] == context
+        profile = json.loads(found.inputs.dataset_inputs[0].dataset.profile)
+        assert profile["classes"] == ["Diseased", "Healthy"] and profile["images"] > 0
+    (train,) = client.search_runs([plant], "tags.`dvc.stage` = 'train@tuned'")
+    cpu = client.get_metric_history(train.info.run_id, "system/cpu_utilization_percentage")
+    assert cpu and all(0 <= m.value <= 100 * os.cpu_count() for m in cpu)
+    assert client.get_metric_history(train.info.run_id, "system/system_memory_usage_megabytes")
 
 
 def test_forced_repro_writes_identical_bytes(repo):

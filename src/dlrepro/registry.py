@@ -7,8 +7,10 @@ stage's), so it links back to that run's params, tags and parity metrics. It car
   model expects (RGB, NCHW, × 1/255) and the answer to it: the served model checks inputs against
   it, and pyfunc's `predict` returns `{"probabilities": array (N, C)}`;
 - the ONNX metadata (class names, input size, scaling) in the MLmodel file's `metadata`;
-- version tags: `git_commit` (the code), `data_md5` (the training cache, as dvc.lock records it)
-  and `onnx_md5` (the file's bytes);
+- version tags: `git_commit` (the code), `data_md5` (the training cache, as dvc.lock records it),
+  the recipe and its selection, and `onnx_md5` (the file's bytes);
+- a description, the model card the registry page shows (`model_card`): what it is, how good
+  it is on the test split, its input contract, and the command that reproduces it;
 - pinned pip requirements of this environment (so MLflow need not infer them) and the CPU
   execution provider only (MLflow's default also asks for CUDA and warns where there is none).
 
@@ -53,9 +55,10 @@ def register_onnx(
     input_example: np.ndarray,
     tags: dict[str, str],
     name: str = MODEL_NAME,
+    description: str = "",
 ) -> RegisteredVersion:
     """Log `onnx_path` into the active MLflow run (or a new one) and register it as a version of
-    `name`, tagged with `tags` and `onnx_md5`.
+    `name`, tagged with `tags` and `onnx_md5`, described by `description` (markdown).
 
     input_example: float32 (N ≥ 2, 3, S, S), as the model takes it (`predict.to_model_input`).
     """
@@ -93,7 +96,39 @@ def register_onnx(
     version = str(info.registered_model_version)
     for key, value in {**tags, "onnx_md5": md5}.items():
         client.set_model_version_tag(name, version, key, value)
+    if description:
+        client.update_model_version(name, version, description=description)
     return RegisteredVersion(name, version, created=True)
+
+
+def model_card(
+    recipe: str,
+    selected_on: str,
+    metrics: dict[str, Any],
+    meta: dict[str, str],
+    data_md5: str,
+    commit: str,
+) -> str:
+    """The version's description: recipe, data, test figures, input contract, how to rebuild."""
+    size = meta.get("image_size", "?")
+    figures = ", ".join(
+        f"{label} {metrics[key]:.3f}"
+        for key, label in (("accuracy", "accuracy"), ("f1", "F1"), ("roc_auc", "ROC AUC"))
+        if key in metrics
+    )
+    return "\n".join(
+        [
+            f"**plant-cnn, recipe `{recipe}`** (weights selected on: {selected_on}).",
+            "",
+            f"- Test split ({metrics.get('num_images', '?')} images, never used for selection): "
+            f"{figures}.",
+            f"- Data: the prepared cache with DVC md5 `{data_md5}`.",
+            f"- Input: float32 NCHW (N, 3, {size}, {size}), {meta.get('channel_order', 'RGB')}, "
+            f"uint8 pixels × {meta.get('scale', '1/255')}; output: one probability per class, "
+            f"columns in the order {meta.get('classes', '?')}.",
+            f"- Reproduce: `git checkout {commit} && dvc pull && dvc repro export`.",
+        ]
+    )
 
 
 def latest_version(client: Any, name: str = MODEL_NAME) -> Any | None:

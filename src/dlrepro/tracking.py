@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,11 @@ def run_name(stage: str, recipe: str | None = None) -> str:
     return " · ".join(part for part in parts if part)
 
 
+# A split's role in a run, as MLflow's dataset inputs name it (the `mlflow.data.context` tag).
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+SYSTEM_METRICS_INTERVAL_S = 2.0  # a 90-second fit gives a curve of about 45 points
+
+
 @contextmanager
 def stage_run(
     stage: str,
@@ -175,19 +181,114 @@ def stage_run(
     params: Mapping[str, Any],
     inputs: list[Path],
     recipe: str | None = None,
+    splits: list[Path] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Any]:
     """An MLflow run for one stage execution (of `recipe`, for a per-recipe stage), with the
-    resolved config logged as params."""
+    resolved config logged as params, `splits` (cache split folders it reads) logged as
+    dataset inputs (`log_cache_splits`), and with `system_metrics`, CPU, memory (and GPU where
+    there is one) sampled by MLflow's own monitor while the run lasts."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     with mlflow.start_run(
         experiment_id=experiment_id(family),
         run_name=run_name(stage, recipe),
         tags=run_tags(stage, inputs),
+        log_system_metrics=system_metrics,
     ) as run:
         mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
+        log_cache_splits(splits or [])
         yield run
+
+
+@cache
+def _split_dataset_class() -> type:
+    """MLflow's MetaDataset with a profile (defined on first use: mlflow imports slowly)."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class SplitDataset(MetaDataset):
+        def __init__(self, profile: dict[str, Any], **kwargs: Any) -> None:
+            self._profile = profile
+            super().__init__(**kwargs)
+
+        @property
+        def profile(self) -> dict[str, Any]:
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return SplitDataset
+
+
+def cache_split_dataset(folder: Path) -> Any:
+    """A split of the prepared cache as an MLflow dataset entity.
+
+    name: `<dataset folder>/<split>` (e.g. `plant_disease_dataset/train`); digest: the md5 that
+    dvc.lock records for the split's folder, so runs that read the same version share one
+    dataset in MLflow; source: the split's path in the repository (the DVC remote goes in the
+    input's tags, see `log_cache_splits`); profile: images, classes, counts per class and the
+    image shape.
+    """
+    import numpy as np
+    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+
+    root = repo_root()
+    classes = json.loads((folder.parent / "classes.json").read_text())
+    labels = np.load(folder / "labels.npy")
+    shape = np.load(folder / "images.npy", mmap_mode="r").shape
+    profile = {
+        "images": len(labels),
+        "classes": classes,
+        "counts": {name: int((labels == i).sum()) for i, name in enumerate(classes)},
+        "image_shape": list(shape[1:]),
+    }
+    return _split_dataset_class()(
+        profile,
+        source=LocalArtifactDatasetSource(folder.resolve().relative_to(root).as_posix()),
+        name=f"{Path(dataset_name(root)).name}/{folder.name}",
+        digest=dvc_md5(folder),
+    )
+
+
+def dataset_name(root: Path) -> str:
+    """The dataset the cache was prepared from, as reports/data.json names it (data.path)."""
+    try:
+        return json.loads((root / "reports" / "data.json").read_text())["source"]
+    except (OSError, ValueError, KeyError):
+        return "dataset"
+
+
+def dvc_remote_url(root: Path) -> str | None:
+    """The default DVC remote's URL, when .dvc/config names one."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read([root / ".dvc" / "config", root / ".dvc" / "config.local"])
+    default = config.get("core", "remote", fallback=None)
+    url = config.get(f"'remote \"{default}\"'", "url", fallback=None) if default else None
+    if url is None or "://" in url or Path(url).is_absolute():
+        return url
+    return str((root / ".dvc" / url).resolve())  # DVC resolves a relative url against .dvc/
+
+
+def log_cache_splits(splits: list[Path]) -> None:
+    """Each cache split as a dataset input of the active run, with its context (training,
+    validation, test)."""
+    import mlflow
+
+    if not splits:
+        return
+    remote = dvc_remote_url(repo_root())
+    tags = {"dvc.remote": remote} if remote else {}
+    mlflow.log_inputs(
+        [cache_split_dataset(folder) for folder in splits],
+        contexts=[CONTEXTS.get(folder.name, folder.name) for folder in splits],
+        tags_list=[tags or None for _ in splits],
+    )
 
 
 def _param(value: Any) -> str:

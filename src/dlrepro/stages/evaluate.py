@@ -46,7 +46,8 @@ def main() -> None:
     images, labels, classes = load_split(cache, "test")
     params = {"recipe": recipe, "selected_on": selected_on, "checkpoint": checkpoint.name}
     inputs = [checkpoint.parent, cache / "classes.json", cache / "test"]  # its deps in dvc.yaml
-    with stage_run("evaluate", "plant", params, inputs, recipe=recipe) as run:
+    splits = [cache / "test"]
+    with stage_run("evaluate", "plant", params, inputs, recipe=recipe, splits=splits) as run:
         result = evaluate(model, images, labels, classes, batch_size=cfg.data.batch_size)
         plots = fresh_dir(root / paths.PLOTS / "evaluate" / recipe)
         save_figure(confusion_figure(result), plots / "confusion.png")

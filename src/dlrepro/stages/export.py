@@ -12,6 +12,8 @@ does not add a registry version (see `dlrepro.registry`).
 
 from __future__ import annotations
 
+import json
+
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
@@ -29,8 +31,8 @@ def main() -> None:
     from dlrepro.data.ingest import load_split
     from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
     from dlrepro.outputs import write_json
-    from dlrepro.predict import ONNX_MODEL, served_checkpoint, to_model_input
-    from dlrepro.registry import register_onnx
+    from dlrepro.predict import ONNX_MODEL, OnnxModel, served_checkpoint, to_model_input
+    from dlrepro.registry import model_card, register_onnx
     from dlrepro.tracking import dvc_md5, git_commit
 
     recipe = cfg.export.recipe
@@ -38,6 +40,11 @@ def main() -> None:
     if not checkpoint.is_file():
         raise DataError(
             f"{checkpoint.relative_to(root)}: not found: run `dvc repro train@{recipe}` first"
+        )
+    evaluation = root / paths.METRICS / "evaluate" / f"{recipe}.json"
+    if not evaluation.is_file():
+        raise DataError(
+            f"{evaluation.relative_to(root)}: not found: run `dvc repro evaluate@{recipe}` first"
         )
     cache = root / paths.CACHE
     images, _, _ = load_split(cache, "test")
@@ -59,15 +66,25 @@ def main() -> None:
             tolerance=PARITY_TOLERANCE,
         )
         metrics = write_json(root / paths.METRICS / "export.json", figures)
+        selected_on, data_md5, commit = (
+            cfg.recipes[recipe].selected_on,
+            dvc_md5(cache),
+            git_commit(),
+        )
+        meta = OnnxModel(root / ONNX_MODEL).session.get_modelmeta().custom_metadata_map
+        card = model_card(
+            recipe, selected_on, json.loads(evaluation.read_text()), meta, data_md5, commit
+        )
         registered = register_onnx(
             root / ONNX_MODEL,
             to_model_input(images[:2]),
             tags={
-                "git_commit": git_commit(),
-                "data_md5": dvc_md5(cache),
+                "git_commit": commit,
+                "data_md5": data_md5,
                 "recipe": recipe,
-                "selected_on": cfg.recipes[recipe].selected_on,
+                "selected_on": selected_on,
             },
+            description=card,
         )
         log_outcome(run.info.run_id, figures, {}, [metrics])
     onnx = figures["onnx"]

@@ -144,8 +144,11 @@ def main() -> None:
     from dlrepro.tracking import log_outcome
 
     params = {**settings, "data.path": cfg.data.path, "recipe": recipe}
-    inputs = [cache / "classes.json", cache / "train", cache / "val"]  # its deps in dvc.yaml
-    with stage_run("train", "plant", params, inputs, recipe=recipe) as run:
+    splits = [cache / "train", cache / "val"]
+    inputs = [cache / "classes.json", *splits]  # its data deps in dvc.yaml
+    with stage_run(
+        "train", "plant", params, inputs, recipe=recipe, splits=splits, system_metrics=True
+    ) as run:
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
