@@ -87,3 +87,80 @@ def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_vi
         f"dlrepro-plant: http://127.0.0.1:5000/#/experiments/{plant}?workflowType=machine_learning",
         "model registry: http://127.0.0.1:5000/#/models?workflowType=machine_learning",
     ]
+
+
+@pytest.fixture(scope="module")
+def refusing_server(tmp_path_factory):
+    """A real `mlflow server` that answers /health but refuses every API call (HTTP 403):
+    `--allowed-hosts example.org`, while the client connects to 127.0.0.1."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    folder = tmp_path_factory.mktemp("refusing")
+    port = _closed_port()
+    bin_dir = Path(sys.executable).parent
+    command = [
+        str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'm.db'}",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--allowed-hosts", "example.org",
+    ]  # fmt: skip
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_a_server_that_answers_but_refuses_is_one_line(refusing_server):
+    with pytest.raises(TrackingError) as caught:
+        tracking.ensure_reachable(refusing_server)
+    message = str(caught.value)
+    assert message.startswith(f"MLflow tracking server {refusing_server} refused the request")
+    assert "HTTP 403" in message and "--allowed-hosts" in message and "\n" not in message
+
+
+def test_a_stage_meeting_a_refusing_server_touches_no_output(refusing_server, tmp_path):
+    """The train stage checks before it empties models/plant_cnn/<recipe> (a 40-line traceback
+    and both checkpoints gone, before the check made a real call)."""
+    import os
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    model_dir = tmp_path / "models" / "plant_cnn" / "text"
+    model_dir.mkdir(parents=True)
+    (model_dir / "best.ckpt").write_bytes(b"earlier weights")
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrepro.stages.train", "text"],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": refusing_server, "DVC_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "refused the request (HTTP 403" in errors[0], done.stderr
+    assert (model_dir / "best.ckpt").read_bytes() == b"earlier weights"

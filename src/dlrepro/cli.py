@@ -17,6 +17,15 @@ def run_stage(main: Callable[[], None]) -> None:
     except DlreproError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        if not type(err).__module__.startswith("mlflow."):  # not imported here: it is slow
+            raise
+        # A tracking call refused after the start-up check (a lost login, a locked store):
+        # one line, as for every other error a user can act on.
+        from dlrepro.tracking import refusal, tracking_uri
+
+        print(f"error: {refusal(tracking_uri(), err)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted; outputs were left as they were", file=sys.stderr)
         sys.exit(130)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -53,7 +54,9 @@ def tracking_uri() -> str:
 
 
 def ensure_reachable(uri: str | None = None) -> str:
-    """Fail in one line, before any work, when a tracking server does not answer."""
+    """Fail in one line, before any work, when a tracking server does not answer, or answers
+    but refuses: besides `/health` (which MLflow answers even to a host it then refuses), one
+    real API call, made as the stage's own calls will be (credentials from the environment)."""
     uri = uri or tracking_uri()
     if uri.startswith(("http://", "https://")):
         health = uri.rstrip("/") + "/health"
@@ -67,11 +70,34 @@ def ensure_reachable(uri: str | None = None) -> str:
                 f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
                 "MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
             ) from None
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except MlflowException as err:
+            raise TrackingError(refusal(uri, err)) from None
     elif uri.startswith("sqlite:///"):
         db_dir = Path(uri.removeprefix("sqlite:///")).parent
         if not os.access(db_dir, os.W_OK):
             raise TrackingError(f"MLflow store {uri}: directory {db_dir} is not writable")
     return uri
+
+
+def refusal(uri: str, err: BaseException) -> str:
+    """One line for a tracking call the server refused (an MlflowException): the server, the
+    status, and what to check."""
+    message = " ".join(str(err).split())
+    if not uri.startswith(("http://", "https://")):
+        return f"MLflow store {uri}: {message[:200]}"
+    code = re.search(r"error code (\d{3})", message)
+    status = f"HTTP {code.group(1)}" if code else type(err).__name__
+    body = message.split("Response body:", 1)[-1].strip(" '\"") if code else message
+    return (
+        f"MLflow tracking server {uri} refused the request ({status}: {body[:160]}); check its "
+        "--allowed-hosts and your credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD or "
+        "MLFLOW_TRACKING_TOKEN), or unset MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
+    )
 
 
 def file_md5(path: Path) -> str:
