@@ -102,15 +102,30 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     deadline = time.monotonic() + 300
     while not last.exists() and train.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert train.poll() is None, "training ended before it could be interrupted"
+    assert train.poll() is None, "ended before the interrupt: " + train.stdout.read()[-3000:]
     train.send_signal(signal.SIGINT)  # Ctrl-C after the first epoch's checkpoint
-    train.communicate(timeout=120)
-    assert json.loads((model_dir / "run.json").read_text())["finished"] is False
+    output, _ = train.communicate(timeout=120)
+    assert train.returncode == 130, output  # as documented, not Lightning's exit(1)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: interrupted; outputs were left as they were"], output
+    assert "Traceback" not in output
+    interrupted = json.loads((model_dir / "run.json").read_text())
+    assert interrupted["finished"] is False
 
     resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
     metrics = json.loads((workspace / "metrics" / "train" / "text.json").read_text())
     assert metrics["resumed"] is True and metrics["epochs"] == 4, resumed.stdout
-    assert json.loads((model_dir / "run.json").read_text())["finished"] is True
+    finished = json.loads((model_dir / "run.json").read_text())
+    assert finished["finished"] is True
+    # One MLflow run from start to end: the resumed fit continued the interrupted one.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    assert finished["run_id"] == interrupted["run_id"]
+    tracked = client.get_run(finished["run_id"])
+    assert tracked.info.status == "FINISHED"
+    history = client.get_metric_history(tracked.info.run_id, "val/acc")
+    assert len(history) == 4 and len({m.step for m in history}) == 4
 
     # A finished run, or new settings, start afresh: nothing leaks between configurations.
     run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")

@@ -43,7 +43,7 @@ from torch import nn
 
 from dlrepro.errors import DataError, DlreproError
 from dlrepro.plant.datamodule import images_to_tensor
-from dlrepro.plant.model import PlantCNN
+from dlrepro.plant.model import PlantCNN, load_checkpoint
 from dlrepro.predict import (
     DEFAULT_MIN_SIDE,
     META_CHANNEL_ORDER,
@@ -68,19 +68,6 @@ STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 class ParityError(DlreproError):
     """An export answers differently from the checkpoint it was made from."""
-
-
-def load_checkpoint(path: str | Path) -> PlantCNN:
-    """The PlantCNN in `path`, on the CPU, in eval mode (weights-only unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint; run `dvc repro train` first")
-    try:
-        model = PlantCNN.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and Lightning raise many kinds for a bad file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a usable PlantCNN checkpoint ({reason})") from None
-    return model.eval()
 
 
 def class_probabilities(model: PlantCNN, images: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -209,18 +210,23 @@ def stage_run(
     recipe: str | None = None,
     splits: list[Path] | None = None,
     system_metrics: bool = False,
+    continue_run: str | None = None,
 ) -> Iterator[Any]:
     """An MLflow run for one stage execution (of `recipe`, for a per-recipe stage), with the
     resolved config logged as params, `splits` (cache split folders it reads) logged as
     dataset inputs (`log_cache_splits`), and with `system_metrics`, CPU, memory (and GPU where
-    there is one) sampled by MLflow's own monitor while the run lasts."""
+    there is one) sampled by MLflow's own monitor while the run lasts. `continue_run`: the id of
+    an interrupted run to carry on (a resumed fit stays one run), when the store still has it."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    family_id = experiment_id(family)
+    continued = continue_run if continue_run and _run_in(family_id, continue_run) else None
     with mlflow.start_run(
-        experiment_id=experiment_id(family),
+        run_id=continued,
+        experiment_id=None if continued else family_id,
         run_name=run_name(stage, recipe),
         tags=run_tags(stage, inputs),
         log_system_metrics=system_metrics,
@@ -260,9 +266,12 @@ def cache_split_dataset(folder: Path) -> Any:
     image shape.
     """
     import numpy as np
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
 
     root = repo_root()
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(folder.resolve().relative_to(root).as_posix())
     classes = json.loads((folder.parent / "classes.json").read_text())
     labels = np.load(folder / "labels.npy")
     shape = np.load(folder / "images.npy", mmap_mode="r").shape
@@ -274,7 +283,7 @@ def cache_split_dataset(folder: Path) -> Any:
     }
     return _split_dataset_class()(
         profile,
-        source=LocalArtifactDatasetSource(folder.resolve().relative_to(root).as_posix()),
+        source=source,
         name=f"{Path(dataset_name(root)).name}/{folder.name}",
         digest=dvc_md5(folder),
     )
@@ -315,6 +324,16 @@ def log_cache_splits(splits: list[Path]) -> None:
         contexts=[CONTEXTS.get(folder.name, folder.name) for folder in splits],
         tags_list=[tags or None for _ in splits],
     )
+
+
+def _run_in(experiment: str, run_id: str) -> bool:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.experiment_id == experiment
+    except MlflowException:  # not in this store (another server, a deleted run)
+        return False
 
 
 def _param(value: Any) -> str:

@@ -169,7 +169,7 @@ class ModelConfig:
 
     _target_: str = rule(choices=("dlrepro.plant.model.PlantCNN",))
     conv_channels: list[int] = rule(ge=1)
-    dense_units: int = rule(ge=1)
+    dense_units: int | None = rule(ge=1)  # None: no hidden dense layer
     channels_last: bool = MISSING  # NHWC convolutions: same function, faster on CPU
     batch_norm: bool = MISSING
     padding: str = rule(choices=("valid", "same"))  # valid: the text's Keras default

@@ -200,12 +200,23 @@ def load_split(cache_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     images_path = cache_dir / split / "images.npy"
     if not images_path.is_file():
         raise DataError(f"{images_path}: no cached '{split}' split; run the ingest first")
-    images = np.load(images_path, mmap_mode="r")
-    labels = np.load(cache_dir / split / "labels.npy")
-    classes = json.loads((cache_dir / "classes.json").read_text())
+    try:
+        images = np.load(images_path, mmap_mode="r")
+        labels = np.load(cache_dir / split / "labels.npy")
+        classes = json.loads((cache_dir / "classes.json").read_text())
+    except (OSError, ValueError, EOFError) as err:  # missing, truncated, not an array
+        raise DataError(
+            f"{cache_dir / split}: unreadable cache ({_first_line(err)}); rebuild it with "
+            "`dvc repro --force prepare`"
+        ) from None
     if len(labels) != len(images):
         raise DataError(f"{cache_dir / split}: {len(images)} images but {len(labels)} labels")
     return images, labels, classes
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_arguments(

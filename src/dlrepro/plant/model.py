@@ -50,12 +50,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+from dlrepro.errors import DataError
 
 # Keras' `optimizer='adam'`: the default when no optimizer is given (conf/optimizer/adam.yaml).
 KERAS_ADAM = partial(torch.optim.Adam, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
@@ -81,7 +84,8 @@ class PlantCNN(pl.LightningModule):
         num_classes: 2 gives one output logit (the text's binary model); more gives one per class.
         image_size: side of the square RGB input, 128 in the text.
         conv_channels: output channels of each conv block, (32, 64) in the text.
-        dense_units: width of the hidden dense layer, 128 in the text.
+        dense_units: width of the hidden dense layer, 128 in the text; None: the pooled
+            features go straight to the output layer.
         optimizer: builds the optimizer from the parameters (a `_partial_` config node, e.g.
             `torch.optim.Adam` with its settings); None is Keras' `optimizer='adam'`. Not saved
             in the checkpoint's hyper-parameters: the optimizer's own state is.
@@ -106,7 +110,7 @@ class PlantCNN(pl.LightningModule):
         num_classes: int = 2,
         image_size: int = 128,
         conv_channels: Sequence[int] = (32, 64),
-        dense_units: int = 128,
+        dense_units: int | None = 128,
         optimizer: OptimizerFactory | None = None,
         class_names: Sequence[str] | None = None,
         channels_last: bool = True,
@@ -164,14 +168,16 @@ class PlantCNN(pl.LightningModule):
         }[global_pool]
         features = in_channels * (1 if global_pool else side * side)
         dropped = [nn.Dropout(dropout)] if dropout else []
+        outputs = 1 if num_classes == 2 else num_classes
+        hidden = (
+            [nn.Linear(features, dense_units), nn.ReLU(), *dropped] if dense_units else []
+        )
         self.classifier = nn.Sequential(
             *pooled,
             nn.Flatten(),
             *dropped,
-            nn.Linear(features, dense_units),
-            nn.ReLU(),
-            *dropped,
-            nn.Linear(dense_units, 1 if num_classes == 2 else num_classes),
+            *hidden,
+            nn.Linear(dense_units or features, outputs),
         )
         self._init_like_keras(torch.Generator().manual_seed(init_seed))
         if channels_last:
@@ -255,3 +261,17 @@ class PlantCNN(pl.LightningModule):
             if name in accepted:
                 return self.scheduler_factory(optimizer, **{name: int(steps)})
         return self.scheduler_factory(optimizer)
+
+
+def load_checkpoint(path: str | Path) -> PlantCNN:
+    """The PlantCNN in `path`, on the CPU, in eval mode (weights-only unpickling); a missing or
+    unreadable file (truncated, not a checkpoint) is a DataError in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint; run `dvc repro train` first")
+    try:
+        model = PlantCNN.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and Lightning raise many kinds for a bad file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a usable PlantCNN checkpoint ({reason})") from None
+    return model.eval()

@@ -351,7 +351,14 @@ def fit(
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         if resume_from is not None:  # the checkpoints found are the ones being continued
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful shutdown and then exit(1); hand it on as
+            # the interrupt it was, so the stage says so in one line and exits 130.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
     return FitResult(
         best_checkpoint=out_dir / f"{BEST_NAME}{ModelCheckpoint.FILE_EXTENSION}",
         last_checkpoint=last_path,

@@ -34,14 +34,14 @@ def main() -> None:
         misclassified_gallery,
         roc_figure,
     )
-    from dlrepro.plant.model import PlantCNN
+    from dlrepro.plant.model import load_checkpoint
 
     checkpoint = root / paths.selected_checkpoint(recipe, selected_on)
     if not checkpoint.is_file():
         raise DataError(
             f"{checkpoint.relative_to(root)} not found: run `dvc repro train@{recipe}` first"
         )
-    model = PlantCNN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    model = load_checkpoint(checkpoint)
     cache = root / paths.CACHE
     images, labels, classes = load_split(cache, "test")
     params = {"recipe": recipe, "selected_on": selected_on, "checkpoint": checkpoint.name}

@@ -131,8 +131,13 @@ def main() -> None:
     stamp = fingerprint(settings, dvc_md5(cache))
     previous = read_run_file(out_dir / RUN_FILE)
     resume = cfg.resume and previous.get("fingerprint") == stamp and not previous.get("finished")
+    last = out_dir / "last.ckpt"
+    if resume and last.exists() and not checkpoint_readable(last):
+        print(f"train@{recipe}: the interrupted run's last.ckpt is unreadable; starting afresh")
+        resume = False
     if leader and not resume:
         fresh_dir(out_dir)
+    continued = previous.get("run_id") if resume else None  # the interrupted MLflow run
     if leader:
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": False})
     if not leader:
@@ -147,8 +152,17 @@ def main() -> None:
     splits = [cache / "train", cache / "val"]
     inputs = [cache / "classes.json", *splits]  # its data deps in dvc.yaml
     with stage_run(
-        "train", "plant", params, inputs, recipe=recipe, splits=splits, system_metrics=True
+        "train",
+        "plant",
+        params,
+        inputs,
+        recipe=recipe,
+        splits=splits,
+        system_metrics=True,
+        continue_run=continued,
     ) as run:
+        record = {"fingerprint": stamp, "finished": False, "run_id": run.info.run_id}
+        write_json(out_dir / RUN_FILE, record)  # a resumed fit continues this MLflow run
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
@@ -169,7 +183,7 @@ def main() -> None:
             "resumed": resume,
         }
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
-        write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": True})
+        write_json(out_dir / RUN_FILE, {**record, "finished": True})
         # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)
@@ -177,6 +191,17 @@ def main() -> None:
         f"train@{recipe}: best val/acc {result.best_val_acc:.4f}; "
         f"evaluated and exported from {chosen} (selected on {spec.selected_on})"
     )
+
+
+def checkpoint_readable(path: Path) -> bool:
+    """Whether an interrupted run's last.ckpt can be loaded (a kill mid-write truncates it)."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many kinds for a torn or foreign file
+        return False
+    return True
 
 
 def read_run_file(path: Path) -> dict:
