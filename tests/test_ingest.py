@@ -449,3 +449,27 @@ def test_a_train_split_too_small_for_val_is_one_line(tmp_path):
         ingest(source, tmp_path / "cache", **VAL)
     with pytest.raises(ConfigError, match="val_fraction must lie in"):
         ingest(source, tmp_path / "cache", image_size=16, val_fraction=1.0)
+
+
+def test_a_torn_cache_file_is_refused_in_one_line(tmp_path):
+    source = given_split(tmp_path / "src")
+    ingest(source, tmp_path / "cache", **SMALL)
+    images = tmp_path / "cache" / "train" / "images.npy"
+    data = bytearray(images.read_bytes())
+    data[-10:] = bytes(10)  # same length, last pixels zeroed: what a kill mid-write leaves
+    images.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"images\.npy: does not match the checksum") as caught:
+        load_split(tmp_path / "cache", "train")
+    assert "dvc repro --force prepare" in str(caught.value) and "\n" not in str(caught.value)
+    (tmp_path / "cache" / "test" / "labels.npy").unlink()
+    with pytest.raises(DataError, match=r"test: unreadable cache \("):
+        load_split(tmp_path / "cache", "test")
+
+
+def test_ingest_writes_beside_the_cache_and_sweeps_a_killed_runs_leftovers(tmp_path):
+    source = given_split(tmp_path / "src")
+    leftover = tmp_path / ".dlrepro-tmp-cache-abc123"  # what a kill -9 would leave
+    (leftover / "cache" / "train").mkdir(parents=True)
+    ingest(source, tmp_path / "cache", **SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "src"]
+    assert not any(p.name.startswith(".") for p in (tmp_path / "cache").rglob("*"))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from dlrepro.errors import DataError, DlreproError
+from dlrepro.outputs import staging_dir
 from dlrepro.plant.datamodule import images_to_tensor
 from dlrepro.plant.model import PlantCNN, load_checkpoint
 from dlrepro.predict import (
@@ -228,9 +228,9 @@ def export_checkpoint(
         )
     reference = torch_probabilities(model, test_images, batch_size)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".export-") as staging:
-        staged_onnx = export_onnx(model, Path(staging) / onnx_path.name, min_side)
-        staged_program = export_program(model, Path(staging) / program_path.name)
+    with staging_dir(onnx_path) as staging:  # beside the outputs, swept if a run was killed
+        staged_onnx = export_onnx(model, staging / onnx_path.name, min_side)
+        staged_program = export_program(model, staging / program_path.name)
         figures = {
             "onnx": check_parity(
                 "ONNX",

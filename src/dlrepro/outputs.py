@@ -1,12 +1,65 @@
-"""Byte-stable writers: the same results always give the same bytes, so DVC sees no change."""
+"""Byte-stable, atomic writers: the same results always give the same bytes, so DVC sees no
+change, and a kill at any point leaves either the old file or the new one, never a torn one.
+
+Temporaries are siblings named `.dlrepro-tmp-*` (ignored by git), never inside a DVC-tracked
+output, so a killed run cannot get one hashed into `dvc.lock`; `sweep_temporaries` removes a
+killed run's leftovers when the next run starts.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+TEMP_PREFIX = ".dlrepro-tmp-"
+
+
+def sweep_temporaries(folder: Path) -> None:
+    """Remove the `.dlrepro-tmp-*` leftovers of a killed run from `folder`."""
+    for leftover in Path(folder).glob(TEMP_PREFIX + "*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def staging_dir(target: Path) -> Iterator[Path]:
+    """A temporary folder beside `target`, removed on exit (after stale ones are swept)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(target.parent)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name}-") as d:
+        yield Path(d)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the finished folder `new` in the place of `target` (two renames, then the old copy
+    is removed), so readers see the old complete folder or the new one."""
+    old = target.parent / f"{TEMP_PREFIX}{target.name}-old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _atomic_write(path: Path, write: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}-")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return path
 
 
 def fresh_dir(path: Path) -> Path:
@@ -17,26 +70,29 @@ def fresh_dir(path: Path) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return _atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return _atomic_write(path, write)
 
 
 def save_figure(fig: Any, path: Path) -> Path:
     """PNG without the Software tag, so a matplotlib upgrade alone does not change the bytes."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    def write(temporary: Path) -> None:
+        fig.savefig(temporary, format="png", dpi=100, metadata={"Software": None})
+
+    _atomic_write(path, write)
     plt.close(fig)
     return path

@@ -30,10 +30,14 @@ Cache layout (`load_split` reads it back without loading the images into memory)
     <cache_dir>/classes.json                  class names, index = label
     <cache_dir>/<split>/images.npy            uint8, N × image_size × image_size × 3, RGB
     <cache_dir>/<split>/labels.npy            int64, N
-    <cache_dir>/<split>/manifest.json         source-relative path of every row, in row order
+    <cache_dir>/<split>/manifest.json         source-relative path of every row, in row order,
+                                              and the SHA-256 of images.npy and labels.npy
 Row order is the sorted source paths, so a re-run over the same files writes the same bytes.
-Decoding streams through a staging memmap inside cache_dir (removed afterwards), so neither the
-decoded dataset nor a split is ever held in RAM; the disk needs room for the cache twice.
+Decoding streams through a staging memmap, so neither the decoded dataset nor a split is ever
+held in RAM; the disk needs room for the cache twice. The new cache is written into a temporary
+folder beside cache_dir (never inside it: cache_dir is a DVC output) and then takes its place,
+so a kill at any point leaves the old cache whole; `load_split` checks each file against its
+manifest's checksum, so a torn file is refused in one line.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +57,9 @@ from tqdm import tqdm
 
 from dlrepro.data.images import IMAGE_SUFFIXES, UnusableImage, load_square_rgb
 from dlrepro.errors import ConfigError, DataError
-from dlrepro.outputs import write_json
+from dlrepro.outputs import replace_dir, staging_dir, write_json
 
+CHECKSUMMED = ("images.npy", "labels.npy")  # verified against the manifest by load_split
 SPLITS = ("train", "val", "test")  # the cache's splits, in the order they are written
 SOURCE_SPLITS = ("train", "test")  # the folders of a given split (val is always carved from train)
 VAL_SEED_STREAM = 1  # val is drawn from rng([seed, 1]): the test split's rng(seed) is unchanged
@@ -138,10 +142,10 @@ def ingest(
     candidates = _collect_candidates(source, layout, skipped, ignored)
     _require_train_files(source, layout, candidates, skipped)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".staging-") as staging_dir:
+    with staging_dir(cache_dir) as work:
+        new_cache = work / "cache"
         staging = np.memmap(
-            Path(staging_dir) / "images.u8",
+            work / "images.u8",
             dtype=np.uint8,
             mode="w+",
             shape=(len(candidates), image_size, image_size, 3),
@@ -178,12 +182,13 @@ def ingest(
         _check_usable(source, layout, report)
         for split in SPLITS:
             rows = [c for c in kept if c.split == split]
-            _write_split(cache_dir / split, staging, rows, split)
+            _write_split(new_cache / split, staging, rows, split)
             report.found[split] = (
                 f"Found {len(rows)} images belonging to {len(layout.classes)} classes."
             )
         del staging  # unmap before the staging folder is removed
-    write_json(cache_dir / "classes.json", layout.classes)
+        write_json(new_cache / "classes.json", layout.classes)
+        replace_dir(new_cache, cache_dir)
     for split, line in report.found.items():
         print(f"{split}: {line}")
     if skipped or leaks:
@@ -200,14 +205,21 @@ def load_split(cache_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     images_path = cache_dir / split / "images.npy"
     if not images_path.is_file():
         raise DataError(f"{images_path}: no cached '{split}' split; run the ingest first")
+    rebuild = "rebuild it with `dvc repro --force prepare`"
     try:
+        manifest = json.loads((cache_dir / split / "manifest.json").read_text())
+        for name in CHECKSUMMED:
+            if _sha256(cache_dir / split / name) != manifest["sha256"][name]:
+                raise DataError(
+                    f"{cache_dir / split / name}: does not match the checksum in its manifest "
+                    f"(a torn or changed file); {rebuild}"
+                )
         images = np.load(images_path, mmap_mode="r")
         labels = np.load(cache_dir / split / "labels.npy")
         classes = json.loads((cache_dir / "classes.json").read_text())
-    except (OSError, ValueError, EOFError) as err:  # missing, truncated, not an array
+    except (OSError, ValueError, EOFError, KeyError) as err:  # missing, truncated, not JSON
         raise DataError(
-            f"{cache_dir / split}: unreadable cache ({_first_line(err)}); rebuild it with "
-            "`dvc repro --force prepare`"
+            f"{cache_dir / split}: unreadable cache ({_first_line(err)}); {rebuild}"
         ) from None
     if len(labels) != len(images):
         raise DataError(f"{cache_dir / split}: {len(images)} images but {len(labels)} labels")
@@ -461,7 +473,19 @@ def _write_split(folder: Path, staging: np.ndarray, rows: list[_Candidate], spli
     images.flush()
     del images
     np.save(folder / "labels.npy", np.array([c.label for c in rows], dtype=np.int64))
-    write_json(folder / "manifest.json", {"split": split, "paths": [c.path for c in rows]})
+    checksums = {name: _sha256(folder / name) for name in CHECKSUMMED}
+    write_json(
+        folder / "manifest.json",
+        {"split": split, "paths": [c.path for c in rows], "sha256": checksums},
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _relative(path: Path, source: Path) -> str:

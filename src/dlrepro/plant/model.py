@@ -169,9 +169,7 @@ class PlantCNN(pl.LightningModule):
         features = in_channels * (1 if global_pool else side * side)
         dropped = [nn.Dropout(dropout)] if dropout else []
         outputs = 1 if num_classes == 2 else num_classes
-        hidden = (
-            [nn.Linear(features, dense_units), nn.ReLU(), *dropped] if dense_units else []
-        )
+        hidden = [nn.Linear(features, dense_units), nn.ReLU(), *dropped] if dense_units else []
         self.classifier = nn.Sequential(
             *pooled,
             nn.Flatten(),

@@ -1,0 +1,88 @@
+"""Kill -9 in the middle of writing the cache: the old cache stays whole, no temporary is left
+inside it, and the next run sweeps the leftovers and writes exactly the bytes an uninterrupted
+run writes.
+
+The ingest runs in a subprocess on 1,500 noise images (a couple of seconds of work) and is
+killed with SIGKILL at two points: while decoding into the staging memmap, and while the new
+splits are being written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dlrepro.data.ingest import ingest
+
+pytestmark = pytest.mark.slow
+INGEST = (
+    "import sys; from dlrepro.data.ingest import ingest; "
+    "ingest(sys.argv[1], sys.argv[2], image_size=64, min_side=8)"
+)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("leaves")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 600), ("test", 150)):
+        for name in ("Diseased", "Healthy"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+                cv2.imwrite(str(folder / f"{i:04d}.png"), image)
+    return root
+
+
+def kill_when(command: list[str], ready, timeout: float = 120) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "the ingest ended before the kill point"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("point", ["decoding", "writing splits"])
+def test_kill_during_prepare_loses_nothing_and_leaves_nothing(source, tmp_path, point):
+    reference = tmp_path / "reference" / "cache"
+    ingest(source, reference, image_size=64, min_side=8)
+    expected = digests(reference)
+
+    work = tmp_path / "work"
+    cache = work / "cache"
+    ingest(source, cache, image_size=64, min_side=8)  # the previous version, complete
+    before = digests(cache)
+
+    def staging() -> list[Path]:
+        return list(work.glob(".dlrepro-tmp-*"))
+
+    ready = {
+        "decoding": lambda: any(s.joinpath("images.u8").exists() for s in staging()),
+        "writing splits": lambda: any(s.joinpath("cache", "val").exists() for s in staging()),
+    }[point]
+    kill_when([sys.executable, "-c", INGEST, str(source), str(cache)], ready)
+    assert digests(cache) == before  # the old cache is whole
+    assert not any(p.name.startswith(".") for p in cache.rglob("*"))  # nothing inside it
+
+    ingest(source, cache, image_size=64, min_side=8)  # the rerun
+    assert staging() == []  # the killed run's leftovers are swept
+    assert digests(cache) == expected  # the bytes of an uninterrupted run
