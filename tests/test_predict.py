@@ -211,3 +211,26 @@ def test_flop_count_of_the_texts_cnn():
     """2 × multiply-adds of conv 3→32, conv 32→64 (3×3 valid, 128 px) and dense 57,600→128→1."""
     macs = 126 * 126 * 32 * 27 + 61 * 61 * 64 * 288 + 57_600 * 128 + 128
     assert forward_flops(128, (32, 64), 128, 1) == 2 * macs == 179_350_528
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("x", "expected a whole number, got 'x'"), ("0", "must be at least 1, got 0")],
+)
+def test_a_bad_batch_size_is_one_line_naming_the_option(value, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["predict", "a.jpg", "--batch-size", value])
+    assert done.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"argument --batch-size: {message}") and "_positive_int" not in error
+
+
+def test_errors_and_predictions_come_in_file_order_on_one_terminal(model_file, leaves):
+    """A terminal shows stdout and stderr interleaved: a bad file's line must not jump ahead of
+    the predictions of the files before it, which wait in the same batch."""
+    (leaves / "broken.jpg").write_bytes((leaves / "a.jpg").read_bytes()[:40])
+    terminal = io.StringIO()
+    assert run([leaves], model_file, out=terminal, err=terminal) == 1
+    names = [Path(line.split(": ")[1 if line.startswith("error") else 0]).name
+             for line in terminal.getvalue().splitlines()]  # fmt: skip
+    assert names == sorted(names) and "broken.jpg" in names

@@ -246,34 +246,43 @@ class Failure:
 def predict_files(
     model: Model, files: Sequence[Path], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Iterator[Prediction | Failure]:
-    """Decode and predict `files` in batches of `batch_size`, in order; an unusable file yields a
-    Failure (and does not stop the others)."""
+    """Decode and predict `files` in batches of `batch_size`; an unusable file yields a Failure
+    (and does not stop the others). Answers come in the order of `files`, failures included: a
+    failure waits for the batch of the files before it."""
     info = model.info
     batch = np.empty((batch_size, info.image_size, info.image_size, 3), dtype=np.uint8)
-    pending: list[Path] = []
+    queue: list[Path | Failure] = []  # since the last flush, in order
+    decoded = 0  # rows of `batch` in use
 
-    def flush() -> Iterator[Prediction]:
-        rows = model.probabilities(batch[: len(pending)])
-        for path, row in zip(pending, rows, strict=True):
+    def flush() -> Iterator[Prediction | Failure]:
+        nonlocal decoded
+        rows = iter(model.probabilities(batch[:decoded]) if decoded else [])
+        for item in queue:
+            if isinstance(item, Failure):
+                yield item
+                continue
+            row = next(rows)
             best = int(np.argmax(row))  # ties → the first class; binary: classes[1] iff p > 0.5
             yield Prediction(
-                path,
+                item,
                 info.classes[best],
                 float(row[best]),
                 {name: float(p) for name, p in zip(info.classes, row, strict=True)},
             )
-        pending.clear()
+        queue.clear()
+        decoded = 0
 
     for path in files:
         try:
-            batch[len(pending)] = load_square_rgb(path, info.image_size, info.min_side).rgb
+            batch[decoded] = load_square_rgb(path, info.image_size, info.min_side).rgb
         except UnusableImage as reason:
-            yield Failure(path, str(reason))
+            queue.append(Failure(path, str(reason)))
             continue
-        pending.append(path)
-        if len(pending) == batch_size:
+        queue.append(path)
+        decoded += 1
+        if decoded == batch_size:
             yield from flush()
-    if pending:
+    if queue:
         yield from flush()
 
 

@@ -148,7 +148,7 @@ def main() -> None:
 
     from dlrepro.tracking import log_outcome
 
-    params = {**settings, "data.path": cfg.data.path, "recipe": recipe}
+    params = {**settings, "data.path": cfg.data.path, "data.seed": cfg.data.seed, "recipe": recipe}
     splits = [cache / "train", cache / "val"]
     inputs = [cache / "classes.json", *splits]  # its data deps in dvc.yaml
     with stage_run(
