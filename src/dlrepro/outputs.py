@@ -9,6 +9,7 @@ killed run's leftovers when the next run starts.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 TEMP_PREFIX = ".dlrepro-tmp-"
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes, read 1 MiB at a time (md5: what DVC records)."""
+    digest = hashlib.new(algorithm)
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sweep_temporaries(folder: Path) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from dlrepro.config.load import flatten
 from dlrepro.errors import TrackingError
+from dlrepro.outputs import file_digest
 from dlrepro.paths import repo_root
 
 EXPERIMENT_PREFIX = "dlrepro-"
@@ -102,11 +103,7 @@ def refusal(uri: str, err: BaseException) -> str:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def dvc_md5(path: str | Path) -> str:

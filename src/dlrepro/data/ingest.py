@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from dlrepro.data.images import IMAGE_SUFFIXES, UnusableImage, load_square_rgb
 from dlrepro.errors import ConfigError, DataError
-from dlrepro.outputs import replace_dir, staging_dir, write_json
+from dlrepro.outputs import file_digest, replace_dir, staging_dir, write_json
 
 CHECKSUMMED = ("images.npy", "labels.npy")  # verified against the manifest by load_split
 SPLITS = ("train", "val", "test")  # the cache's splits, in the order they are written
@@ -209,7 +209,7 @@ def load_split(cache_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     try:
         manifest = json.loads((cache_dir / split / "manifest.json").read_text())
         for name in CHECKSUMMED:
-            if _sha256(cache_dir / split / name) != manifest["sha256"][name]:
+            if file_digest(cache_dir / split / name, "sha256") != manifest["sha256"][name]:
                 raise DataError(
                     f"{cache_dir / split / name}: does not match the checksum in its manifest "
                     f"(a torn or changed file); {rebuild}"
@@ -473,19 +473,12 @@ def _write_split(folder: Path, staging: np.ndarray, rows: list[_Candidate], spli
     images.flush()
     del images
     np.save(folder / "labels.npy", np.array([c.label for c in rows], dtype=np.int64))
-    checksums = {name: _sha256(folder / name) for name in CHECKSUMMED}
+    checksums = {name: file_digest(folder / name, "sha256") for name in CHECKSUMMED}
     write_json(
         folder / "manifest.json",
         {"split": split, "paths": [c.path for c in rows], "sha256": checksums},
     )
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _relative(path: Path, source: Path) -> str:

@@ -412,7 +412,9 @@ def history_figure(history: list[dict[str, float]]) -> Any:
     for ax, metric in zip(figure.subplots(1, 2), ("loss", "acc"), strict=True):
         for split in ("train", "val"):
             ax.plot(epochs, [row.get(f"{split}/{metric}") for row in history], "o-", label=split)
-        ax.set(xlabel="epoch", title=metric, xticks=epochs)
+        ax.set(xlabel="epoch", title=metric)
+        if len(epochs) <= 15:  # one tick per epoch while they stay readable
+            ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend()
     figure.set_layout_engine("tight")
