@@ -78,3 +78,11 @@ def test_export_recipe_must_name_a_recipe(tmp_path):
         ConfigError, match=r"^export\.recipe='fancy': unknown; allowed: text, tuned"
     ):
         load_config(tmp_path / "params.yaml")
+
+
+def test_epochs_belong_to_the_recipes_not_the_trainer(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["trainer"]["max_epochs"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"^trainer\.max_epochs: each recipe sets its own"):
+        load_config(tmp_path / "params.yaml")

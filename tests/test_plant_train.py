@@ -155,7 +155,7 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
     assert resumed.history == straight.history
     assert_same_weights(weights(resumed.last_checkpoint), weights(straight.last_checkpoint))
     schedule = torch.load(straight.last_checkpoint, weights_only=True)["lr_schedulers"][0]
-    assert schedule["total_steps"] == 3 * 4 and schedule["last_epoch"] == 3 * 4
+    assert schedule["total_steps"] == 16 and schedule["last_epoch"] == 3 * 4  # at least 16
 
 
 def test_best_checkpoint_holds_weights_only_and_last_holds_what_resuming_needs(tmp_path):
@@ -360,3 +360,22 @@ def test_figures_show_the_counts_and_curves():
     lines = roc_figure(result).axes[0].get_lines()
     assert len(lines) == 2  # the positive class's curve and the chance diagonal
     np.testing.assert_allclose(lines[0].get_xdata(), result["roc"]["fpr"])
+
+
+def test_a_one_cycle_schedule_survives_a_run_of_a_few_steps():
+    """4 steps at pct_start 0.25 leave one-cycle's warm-up empty (torch divides by zero): the
+    schedule spans at least MIN_SCHEDULE_STEPS, so a smoke-test run just ends early in it."""
+    from functools import partial
+
+    from dlrepro.plant.model import MIN_SCHEDULE_STEPS
+
+    model = PlantCNN(
+        image_size=SIZE,
+        scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01, pct_start=0.25),
+    )
+    optimizer = model.optimizer_factory(model.parameters())
+    schedule = model.build_scheduler(optimizer, total_steps=4)
+    assert schedule.total_steps == MIN_SCHEDULE_STEPS
+    for _ in range(4):
+        optimizer.step()
+        schedule.step()

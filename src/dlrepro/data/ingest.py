@@ -480,6 +480,5 @@ def _write_split(folder: Path, staging: np.ndarray, rows: list[_Candidate], spli
     )
 
 
-
 def _relative(path: Path, source: Path) -> str:
     return path.relative_to(source).as_posix()

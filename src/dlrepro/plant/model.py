@@ -67,6 +67,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 # A `_partial_` LR scheduler: called with the optimizer and the run's step count, given as
 # `total_steps` (OneCycleLR) or `T_max` (CosineAnnealingLR), whichever it takes; stepped per batch.
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+MIN_SCHEDULE_STEPS = 16
 
 
 def feature_map_size(image_size: int, num_blocks: int, padding: str = "valid") -> int:
@@ -252,12 +253,18 @@ class PlantCNN(pl.LightningModule):
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, total_steps: int | None = None
     ) -> torch.optim.lr_scheduler.LRScheduler:
-        """The configured scheduler over `total_steps` (default: the Trainer's whole run)."""
+        """The configured scheduler over `total_steps` (default: the Trainer's whole run).
+
+        At least MIN_SCHEDULE_STEPS: with fewer, one-cycle's warm-up phase is empty and torch
+        divides by zero (4 steps at pct_start 0.25); a run that short (a smoke test) then ends
+        part-way through its schedule.
+        """
         steps = total_steps if total_steps is not None else self.trainer.estimated_stepping_batches
+        steps = max(int(steps), MIN_SCHEDULE_STEPS)
         accepted = inspect.signature(self.scheduler_factory).parameters
         for name in ("total_steps", "T_max"):
             if name in accepted:
-                return self.scheduler_factory(optimizer, **{name: int(steps)})
+                return self.scheduler_factory(optimizer, **{name: steps})
         return self.scheduler_factory(optimizer)
 
 
