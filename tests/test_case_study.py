@@ -123,8 +123,10 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-    assert finished["run_id"] == interrupted["run_id"]
-    tracked = client.get_run(finished["run_id"])
+    plant = client.get_experiment_by_name("dlrepro-plant").experiment_id
+    (tracked,) = client.search_runs(
+        [plant], f"tags.`dlrepro.fingerprint` = '{finished['fingerprint']}'"
+    )
     assert tracked.info.status == "FINISHED"
     history = client.get_metric_history(tracked.info.run_id, "val/acc")
     assert len(history) == 4 and len({m.step for m in history}) == 4

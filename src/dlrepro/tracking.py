@@ -195,7 +195,10 @@ def run_name(stage: str, recipe: str | None = None) -> str:
 
 # A split's role in a run, as MLflow's dataset inputs name it (the `mlflow.data.context` tag).
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
-SYSTEM_METRICS_INTERVAL_S = 2.0  # a 90-second fit gives a curve of about 45 points
+SYSTEM_METRICS_INTERVAL_S = 1.0  # a 90-second fit gives a curve of 90 points
+# Tag of a train run: what it computes (dlrepro.stages.train.fingerprint), to find an
+# interrupted run again and continue it rather than start a second one.
+FINGERPRINT_TAG = "dlrepro.fingerprint"
 
 
 @contextmanager
@@ -208,12 +211,14 @@ def stage_run(
     splits: list[Path] | None = None,
     system_metrics: bool = False,
     continue_run: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
     """An MLflow run for one stage execution (of `recipe`, for a per-recipe stage), with the
     resolved config logged as params, `splits` (cache split folders it reads) logged as
     dataset inputs (`log_cache_splits`), and with `system_metrics`, CPU, memory (and GPU where
     there is one) sampled by MLflow's own monitor while the run lasts. `continue_run`: the id of
-    an interrupted run to carry on (a resumed fit stays one run), when the store still has it."""
+    an interrupted run to carry on (a resumed fit stays one run), when the store still has it.
+    `tags`: added to the usual ones (`run_tags`)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -225,7 +230,7 @@ def stage_run(
         run_id=continued,
         experiment_id=None if continued else family_id,
         run_name=run_name(stage, recipe),
-        tags=run_tags(stage, inputs),
+        tags={**run_tags(stage, inputs), **(tags or {})},
         log_system_metrics=system_metrics,
     ) as run:
         mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
@@ -321,6 +326,25 @@ def log_cache_splits(splits: list[Path]) -> None:
         contexts=[CONTEXTS.get(folder.name, folder.name) for folder in splits],
         tags_list=[tags or None for _ in splits],
     )
+
+
+def interrupted_run(family: str, fingerprint: str) -> str | None:
+    """The latest run of `family` with this fingerprint (FINGERPRINT_TAG) that did not finish:
+    the MLflow run a resumed fit continues. Looked up in the store, so no run id has to live in
+    the stage's outputs (where it would make two clones' bytes differ)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri())
+    experiment = client.get_experiment_by_name(EXPERIMENT_PREFIX + family)
+    if experiment is None:
+        return None
+    found = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
 
 
 def _run_in(experiment: str, run_id: str) -> bool:

@@ -137,7 +137,6 @@ def main() -> None:
         resume = False
     if leader and not resume:
         fresh_dir(out_dir)
-    continued = previous.get("run_id") if resume else None  # the interrupted MLflow run
     if leader:
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": False})
     if not leader:
@@ -146,7 +145,7 @@ def main() -> None:
 
     from pytorch_lightning.loggers import MLFlowLogger
 
-    from dlrepro.tracking import log_outcome
+    from dlrepro.tracking import FINGERPRINT_TAG, interrupted_run, log_outcome
 
     params = {**settings, "data.path": cfg.data.path, "data.seed": cfg.data.seed, "recipe": recipe}
     splits = [cache / "train", cache / "val"]
@@ -159,10 +158,9 @@ def main() -> None:
         recipe=recipe,
         splits=splits,
         system_metrics=True,
-        continue_run=continued,
+        continue_run=interrupted_run("plant", stamp) if resume else None,
+        tags={FINGERPRINT_TAG: stamp},
     ) as run:
-        record = {"fingerprint": stamp, "finished": False, "run_id": run.info.run_id}
-        write_json(out_dir / RUN_FILE, record)  # a resumed fit continues this MLflow run
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
@@ -183,7 +181,7 @@ def main() -> None:
             "resumed": resume,
         }
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
-        write_json(out_dir / RUN_FILE, {**record, "finished": True})
+        write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": True})
         # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)
