@@ -353,10 +353,15 @@ def fit(
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-        except SystemExit:
-            # Lightning turns Ctrl-C into a graceful shutdown and then exit(1); hand it on as
-            # the interrupt it was, so the stage says so in one line and exits 130.
-            if trainer.interrupted:
+        except BaseException as err:
+            # Lightning turns Ctrl-C into a graceful shutdown and then exit(1), and an error in
+            # that shutdown (a logger meeting a locked SQLite store) replaces the interrupt:
+            # hand either on as the interrupt it was, so the stage says so in one line and
+            # exits 130.
+            interrupted = isinstance(err, SystemExit) or isinstance(
+                err.__context__, KeyboardInterrupt
+            )
+            if trainer.interrupted and interrupted:
                 raise KeyboardInterrupt from None
             raise
     return FitResult(
