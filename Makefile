@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)   ## run the whole pipeline (only what changed)
 	$(BIN)/dvc repro
 
+# Test modules run in parallel, a module's tests on one worker (they share its fixtures); at most
+# 4 workers: each end-to-end module holds a pipeline of ~2 GB.
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP)    ## unit + end-to-end tests, then ruff
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/ruff check src tests
 
 test-fast: $(STAMP)  ## unit tests only

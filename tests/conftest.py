@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,14 @@ from dlrepro.config.compose import compose
 from dlrepro.data.gates import write_gates
 
 matplotlib.use("Agg")  # figures are files here, never windows
+
+# `make test` runs the test modules in parallel (pytest-xdist, one module per worker at a time).
+# Each worker's torch, and the stage processes it starts, would otherwise take every core, and
+# OpenMP threads spinning on shared cores make a training several times slower: split the cores.
+# Set before anything imports torch (the imports above do not); subprocesses inherit it.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -116,7 +116,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
 
     resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
     metrics = json.loads((workspace / "metrics" / "train" / "text.json").read_text())
-    assert metrics["resumed"] is True and metrics["epochs"] == 4, resumed.stdout
+    assert metrics["epochs"] == 4, resumed.stdout
     finished = json.loads((model_dir / "run.json").read_text())
     assert finished["finished"] is True
     # One MLflow run from start to end: the resumed fit continued the interrupted one.
@@ -128,11 +128,63 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
         [plant], f"tags.`dlrepro.fingerprint` = '{finished['fingerprint']}'"
     )
     assert tracked.info.status == "FINISHED"
+    assert tracked.data.tags["dlrepro.resumed"] == "true"
     history = client.get_metric_history(tracked.info.run_id, "val/acc")
     assert len(history) == 4 and len({m.step for m in history}) == 4
 
     # A finished run, or new settings, start afresh: nothing leaks between configurations.
     run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
-    assert (
-        json.loads((workspace / "metrics" / "train" / "text.json").read_text())["resumed"] is False
+    latest = client.search_runs(
+        [plant],
+        f"tags.`dlrepro.fingerprint` = '{finished['fingerprint']}'",
+        order_by=["attributes.start_time DESC"],
     )
+    assert len(latest) == 2 and latest[0].data.tags["dlrepro.resumed"] == "false"
+
+
+def test_torn_or_invalid_state_recovers_or_stops_in_one_line(workspace):
+    """What a kill or a bad disk can leave behind, on the workspace the run above finished:
+    state that only decides whether to resume is dropped with a note; a torn result stops the
+    stage that reads it in one line naming the file and the fix, and its outputs stay."""
+    model_dir = workspace / "models" / "plant_cnn" / "text"
+    train = (str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
+
+    (model_dir / "run.json").write_text('{"fingerprint": ')  # torn
+    done = run(workspace, *train)
+    note = "train@text: run.json is unreadable, so no run can continue; starting afresh"
+    assert note in done.stdout
+    record = json.loads((model_dir / "run.json").read_text())
+    assert record["finished"] is True
+
+    # An interrupted run (same fingerprint, not finished) whose last.ckpt was torn mid-write.
+    (model_dir / "run.json").write_text(json.dumps({**record, "finished": False}))
+    last = model_dir / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    done = run(workspace, *train)
+    assert (
+        "train@text: the interrupted run's last.ckpt is unreadable; starting afresh" in done.stdout
+    )
+    assert json.loads((workspace / "metrics" / "train" / "text.json").read_text())["epochs"] == 4
+
+    # The evaluated checkpoint torn (text evaluates its final model, last.ckpt).
+    evaluate = (str(BIN / "python"), "-m", "dlrepro.stages.evaluate", "text")
+    run(workspace, *evaluate)
+    outputs = workspace / "metrics" / "evaluate" / "text.json"
+    before, weights = outputs.read_bytes(), last.read_bytes()
+    last.write_bytes(weights[:4096])
+    done = run(workspace, *evaluate, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: {last}: not a usable PlantCNN checkpoint (")
+    assert line.endswith("`dvc repro` retrains it")
+    assert outputs.read_bytes() == before
+
+    # A torn cache file: refused by its checksum, in one line, before any output is touched.
+    last.write_bytes(weights)
+    labels = workspace / "data" / "cache" / "test" / "labels.npy"
+    labels.write_bytes(labels.read_bytes()[:-8])
+    done = run(workspace, *evaluate, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert "data/cache/test" in line and "dvc repro" in line, line
+    assert outputs.read_bytes() == before

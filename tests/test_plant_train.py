@@ -110,6 +110,9 @@ def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_
     assert resumed.history == three_epochs.history
     # Same weights as the uninterrupted run: optimizer state and batch order were restored too.
     assert_same_weights(weights(resumed.last_checkpoint), weights(three_epochs.last_checkpoint))
+    # And the same bytes (callback state included: see RelocatableCheckpoint), so the resumed
+    # run's outputs are the uninterrupted run's in dvc.lock too.
+    assert resumed.last_checkpoint.read_bytes() == three_epochs.last_checkpoint.read_bytes()
 
 
 def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
@@ -154,6 +157,7 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
     resumed = run(tmp_path / "resumed")
     assert resumed.history == straight.history
     assert_same_weights(weights(resumed.last_checkpoint), weights(straight.last_checkpoint))
+    assert resumed.last_checkpoint.read_bytes() == straight.last_checkpoint.read_bytes()
     schedule = torch.load(straight.last_checkpoint, weights_only=True)["lr_schedulers"][0]
     assert schedule["total_steps"] == 16 and schedule["last_epoch"] == 3 * 4  # at least 16
 

@@ -22,23 +22,18 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from servers import free_port, mlflow_server
 from workspace import BIN, clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
 
-STARTUP_TIMEOUT_S = 180  # the first start runs the schema migrations: ~15 s on an idle machine
 EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
 BUCKET = "dlrepro"
 STORAGE = "dlrepro-dvc-storage"  # the default remote's folder, beside the repository
@@ -55,63 +50,10 @@ OUTPUT_FOLDERS = ("data", "models", "plots", "reports", "metrics")
 # -- servers ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_healthy(uri: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlflow server not up after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """The server runs uvicorn and a job runner as children: signal the session it leads."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = folder / "server.log"
-    command = [
-        str(BIN / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},  # it starts uvicorn by name
-            start_new_session=True,  # its own process group, so teardown reaches its children
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(uri, process, log)
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

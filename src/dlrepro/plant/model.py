@@ -278,5 +278,7 @@ def load_checkpoint(path: str | Path) -> PlantCNN:
         model = PlantCNN.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch and Lightning raise many kinds for a bad file
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a usable PlantCNN checkpoint ({reason})") from None
+        raise DataError(
+            f"{path}: not a usable PlantCNN checkpoint ({reason}); `dvc repro` retrains it"
+        ) from None
     return model.eval()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -111,6 +112,35 @@ class BatchSeed(pl.Callback):
         torch.manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
 
 
+class CanonicalCheckpoint(pl.Callback):
+    """Checkpoint bytes that depend on what is saved, not on how the run got there.
+
+    pickle writes a repeated object once and refers back to it, so the same state saved by a
+    straight run (where the history rows and optimizer states share their key strings) and by a
+    resumed one (where those came out of last.ckpt as separate strings) differs in bytes. Every
+    string in a full checkpoint is interned before it is written, in both runs alike.
+    """
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        for key in list(checkpoint):  # in place, in order: Lightning saves this very dict
+            value = checkpoint.pop(key)
+            checkpoint[_interned(key)] = _interned(value)
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return type(value)((_interned(k), _interned(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_interned(v) for v in value)
+    return value
+
+
 @dataclass(frozen=True)
 class FitCallbacks:
     """The callbacks every fit has: the epoch history and the two checkpoints."""
@@ -128,6 +158,9 @@ class RelocatableCheckpoint(ModelCheckpoint):
     weights (and dvc.lock would differ). Here they are saved relative to `dirpath` and resolved
     against this callback's own `dirpath` on resume, which also keeps resuming working after the
     repository has moved.
+
+    `current_score` is saved by Lightning but not restored; it is restored here, so that a
+    resumed run's next checkpoint holds what an uninterrupted run's would.
     """
 
     PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
@@ -152,6 +185,7 @@ class RelocatableCheckpoint(ModelCheckpoint):
             _absolute(k, folder): v for k, v in state.get("best_k_models", {}).items()
         }
         super().load_state_dict(state)
+        self.current_score = state.get("current_score", self.current_score)
 
 
 def _relative(path: str, folder: Path) -> str:
@@ -320,7 +354,14 @@ def build_trainer(
         trainer = instantiate(
             dict(options),
             _convert_="all",
-            callbacks=[BatchSeed(seed), fit.history, fit.best, fit.last, *extra],
+            callbacks=[
+                BatchSeed(seed),
+                fit.history,
+                fit.best,
+                fit.last,
+                CanonicalCheckpoint(),
+                *extra,
+            ],
             logger=logger,
             default_root_dir=out_dir,
             log_every_n_steps=1,  # only epoch aggregates are logged; this silences a length warning

@@ -130,6 +130,9 @@ def main() -> None:
 
     stamp = fingerprint(settings, dvc_md5(cache))
     previous = read_run_file(out_dir / RUN_FILE)
+    if previous is None:
+        print(f"train@{recipe}: {RUN_FILE} is unreadable, so no run can continue; starting afresh")
+        previous = {}
     resume = cfg.resume and previous.get("fingerprint") == stamp and not previous.get("finished")
     last = out_dir / "last.ckpt"
     if resume and last.exists() and not checkpoint_readable(last):
@@ -159,7 +162,9 @@ def main() -> None:
         splits=splits,
         system_metrics=True,
         continue_run=interrupted_run("plant", stamp) if resume else None,
-        tags={FINGERPRINT_TAG: stamp},
+        # Whether it resumed is the run's history, not its result: a tag, not a metrics field
+        # (a resumed run writes the same bytes as an uninterrupted one).
+        tags={FINGERPRINT_TAG: stamp, "dlrepro.resumed": str(resume).lower()},
     ) as run:
         trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
@@ -178,7 +183,6 @@ def main() -> None:
             "train_images": len(train_labels),
             "val_images": len(val_labels),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "resumed": resume,
         }
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": True})
@@ -202,13 +206,16 @@ def checkpoint_readable(path: Path) -> bool:
     return True
 
 
-def read_run_file(path: Path) -> dict:
-    """The previous run's record; a missing or unreadable one means "no run to continue"."""
+def read_run_file(path: Path) -> dict | None:
+    """The previous run's record: {} when there is none, None when it cannot be read (the caller
+    says so and starts afresh: the record only ever decides whether to resume)."""
+    if not path.exists():
+        return {}
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+        return None
+    return record if isinstance(record, dict) else None
 
 
 if __name__ == "__main__":
