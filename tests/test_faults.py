@@ -219,8 +219,8 @@ def test_kill_9_in_the_middle_of_every_stage_loses_nothing(straight, tmp_path_fa
     carries on from there. The last one completes, and the copy is then exactly what an
     uninterrupted run makes elsewhere: dvc.lock (the md5 of every output, checkpoints and
     exports included) byte-identical to the straight copy's, `dvc status` clean, no temporary
-    anywhere, and git seeing what it sees after the straight run. Everything a stage writes is a function of
-    code, params and data, so the different path changes no byte either."""
+    anywhere, and git seeing what it sees after the straight run. Everything a stage writes is a
+    function of code, params and data, so the different path changes no byte either."""
     root = tmp_path_factory.mktemp("another-place-for-the-same-repository") / "clone"
     root.mkdir()
     clone_copy(root)
