@@ -19,12 +19,12 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)   ## run the whole pipeline (only what changed)
 	$(BIN)/dvc repro
 
-# Test modules run in parallel, a module's tests on one worker (they share its fixtures); at most
-# 4 workers: each end-to-end module holds a pipeline of ~2 GB.
-TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
+# Parallel test modules (pytest-xdist, a module's tests on one worker) are opt-in until a whole
+# suite has run that way: make test PYTEST_ARGS="-n 2 --dist loadfile"
+PYTEST_ARGS ?=
 
 test: $(STAMP)    ## unit + end-to-end tests, then ruff
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(BIN)/ruff check src tests
 
 test-fast: $(STAMP)  ## unit tests only
