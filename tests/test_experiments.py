@@ -108,17 +108,18 @@ def worker_logs(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def store(request, tmp_path_factory) -> Iterator[str]:
-    """The tracking URI a grid runs against: the baseline's own SQLite file, or a team server."""
+def store(request, tmp_path_factory) -> Iterator[tuple[str, str | None]]:
+    """(name, server URL) a grid tracks into: the baseline's own SQLite file (no URL), or a team
+    server on PostgreSQL."""
     if request.param == "sqlite":
-        yield "sqlite"  # resolved against the baseline by the test
+        yield "sqlite", None
         return
     if postgres_bin() is None:
         pytest.skip("PostgreSQL server binaries absent (Debian: apt-get install postgresql)")
     with postgres() as database:
         folder = tmp_path_factory.mktemp("team-server")
         with mlflow_server(folder, database) as uri:
-            yield uri
+            yield "postgresql", uri
 
 
 def test_a_queued_copy_uses_its_own_files_and_the_main_store(tmp_path, monkeypatch):
@@ -167,9 +168,9 @@ def test_one_change_reruns_training_and_tags_its_mlflow_run(baseline):
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(baseline, store):
-    name = "postgresql" if store.startswith("http") else "sqlite"
-    uri = embedded(baseline) if name == "sqlite" else store
-    tracking = {} if name == "sqlite" else {"MLFLOW_TRACKING_URI": uri}
+    name, server = store
+    uri = server or embedded(baseline)
+    tracking = {"MLFLOW_TRACKING_URI": server} if server else {}
     run(baseline, "git", "checkout", "--", ".")  # back to the committed baseline
     dvc(baseline, "checkout", "--force", "train@text")
     before = digest(baseline)

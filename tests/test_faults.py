@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from dlrepro.data.ingest import ingest
 from workspace import BIN, clone_copy, dvc, env, ran_stages, run
@@ -106,46 +107,47 @@ def jpegs(folder: Path) -> int:
     return sum(1 for _ in folder.rglob("*.jpg")) if folder.is_dir() else 0
 
 
-# (the stage's command line after `python -m`, the moment to kill it, what is going on then).
+# (the DVC stage, the moment to kill it, what is going on then); each stage's command comes
+# from the straight run's dvc.lock.
 # Each moment is a file the stage itself makes while it runs, so the kill lands mid-work.
-KILL_POINTS: list[tuple[tuple[str, ...], Callable[[Path], bool], str]] = [
+KILL_POINTS: list[tuple[str, Callable[[Path], bool], str]] = [
     (
-        ("dlrepro.stages.generate",),
+        "generate",
         lambda root: jpegs(root / "data" / "plant_disease_dataset") >= 16,
         "writing the leaf JPEGs",
     ),
     (
-        ("dlrepro.stages.prepare",),
+        "prepare",
         lambda root: any((root / "data").glob(".dlrepro-tmp-*/images.u8")),
         "decoding into the staging memmap",
     ),
     (
-        ("dlrepro.stages.train", "text"),
+        "train@text",
         lambda root: (root / "models" / "plant_cnn" / "text" / "last.ckpt").exists(),
         "after the first epoch's checkpoint (the rerun resumes)",
     ),
     (
-        ("dlrepro.stages.train", "tuned"),
+        "train@tuned",
         lambda root: (root / "metrics" / "train" / "tuned.json").exists(),
         "logging the finished fit to MLflow",
     ),
     (
-        ("dlrepro.stages.evaluate", "text"),
+        "evaluate@text",
         lambda root: any((root / "plots" / "evaluate" / "text").glob("*.png")),
         "writing the evaluation plots",
     ),
     (
-        ("dlrepro.stages.export",),
+        "export",
         lambda root: any((root / "models").glob(".dlrepro-tmp-*")),
         "staging the ONNX and pt2 files",
     ),
     (
-        ("dlrepro.stages.curriculum", "optimizers"),
+        "curriculum-optimizers",
         lambda root: any((root / "plots" / "curriculum" / "optimizers").glob("*.png")),
         "writing the chapter's figures",
     ),
     (
-        ("dlrepro.stages.report",),
+        "report",
         lambda root: True,
         "as soon as it starts (imports, MLflow run)",
     ),
@@ -224,20 +226,12 @@ def test_kill_9_in_the_middle_of_every_stage_loses_nothing(straight, tmp_path_fa
     root = tmp_path_factory.mktemp("another-place-for-the-same-repository") / "clone"
     root.mkdir()
     clone_copy(root)
-    order = straight["order"]
-
-    def position(point) -> int:
-        command = point[0]
-        name = command[0].rsplit(".", 1)[1]
-        stage = f"{name}@{command[1]}" if name in ("train", "evaluate") else name
-        if name == "curriculum":
-            stage = f"curriculum-{command[1]}"
-        return order.index(stage)
-
+    stages = yaml.safe_load(straight["lock"])["stages"]
     tried = []
-    for command, moment, what in sorted(KILL_POINTS, key=position):
+    for stage, moment, what in sorted(KILL_POINTS, key=lambda p: straight["order"].index(p[0])):
+        command = tuple(stages[stage]["cmd"].split(" -m ", 1)[1].split())  # after `python -m`
         repro_killed_at(root, command, moment)
-        tried.append(f"{' '.join(command)}: {what}")
+        tried.append(f"{stage}: {what}")
     done = dvc(root, "repro")
     assert "Traceback" not in done.stdout + done.stderr
 

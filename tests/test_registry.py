@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +22,7 @@ from dlrepro.plant.model import PlantCNN
 from dlrepro.predict import OnnxModel, to_model_input
 from dlrepro.registry import MODEL_NAME, load_version, register_onnx
 from dlrepro.tracking import file_md5
+from servers import free_port, stop, wait_until_up
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32
@@ -115,47 +113,28 @@ def test_same_bytes_add_no_version_and_a_new_model_does(store, tmp_path):
     assert (second.version, second.created) == ("2", True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the model server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    raise AssertionError(f"the model server did not answer {url} within {timeout_s} s")
-
-
 @pytest.mark.slow
 def test_served_version_answers_http_requests_as_the_onnx_file(store, tmp_path):
     path = onnx_file(tmp_path / "plant_cnn.onnx")
     inputs = leaf_inputs(tmp_path / "leaves", 5)
     registered = register(path, inputs[:2], "plant-cnn-served")
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent  # `mlflow models serve` starts uvicorn by name
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [str(bin_dir / "mlflow"), "models", "serve", "-m", registered.uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        command,
-        cwd=store,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: uvicorn's workers end with it
-    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command,
+            cwd=store,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: uvicorn's workers end with it
+        )
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
+        wait_until_up(f"http://127.0.0.1:{port}/ping", server, log)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=json.dumps({"inputs": inputs.tolist()}).encode(),
@@ -164,13 +143,7 @@ def test_served_version_answers_http_requests_as_the_onnx_file(store, tmp_path):
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop(server)
     served = np.array(answer["predictions"]["probabilities"], dtype=np.float32)
     expected = OnnxModel(path).run(inputs)
     np.testing.assert_allclose(served, expected, atol=1e-6)

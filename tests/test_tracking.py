@@ -1,6 +1,5 @@
 """Tracking: where runs go, the tags they carry, and the one-line failure when a server is down."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +9,9 @@ import yaml
 
 from dlrepro import tracking
 from dlrepro.errors import TrackingError
+from servers import free_port, mlflow_server
 
 DVC = str(Path(sys.executable).parent / "dvc")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_embedded_store_is_sqlite_at_the_repo_root(monkeypatch, tmp_path):
@@ -32,7 +26,7 @@ def test_env_var_selects_a_server(monkeypatch):
 
 
 def test_unreachable_server_is_one_line(monkeypatch):
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError) as caught:
         tracking.ensure_reachable(uri)
     message = str(caught.value)
@@ -93,42 +87,9 @@ def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_vi
 def refusing_server(tmp_path_factory):
     """A real `mlflow server` that answers /health but refuses every API call (HTTP 403):
     `--allowed-hosts example.org`, while the client connects to 127.0.0.1."""
-    import os
-    import signal
-    import time
-    import urllib.request
-
     folder = tmp_path_factory.mktemp("refusing")
-    port = _closed_port()
-    bin_dir = Path(sys.executable).parent
-    command = [
-        str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'm.db'}",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--allowed-hosts", "example.org",
-    ]  # fmt: skip
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with mlflow_server(folder, None, "--allowed-hosts", "example.org") as uri:
         yield uri
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_a_server_that_answers_but_refuses_is_one_line(refusing_server):
