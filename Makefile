@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)   ## run the whole pipeline (only what changed)
 	$(BIN)/dvc repro
 
-# Parallel test modules (pytest-xdist, a module's tests on one worker) are opt-in until a whole
-# suite has run that way: make test PYTEST_ARGS="-n 2 --dist loadfile"
-PYTEST_ARGS ?=
+# Two test modules at a time (pytest-xdist; a module's tests stay on one worker, so its
+# module-scoped fixtures are built once). The suite is mostly single-threaded process start-up:
+# 19m52s this way against about 38 min in sequence on 2 cores. Sequential: PYTEST_ARGS=
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 test: $(STAMP)    ## unit + end-to-end tests, then ruff
 	$(PY) -m pytest $(PYTEST_ARGS)

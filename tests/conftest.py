@@ -15,7 +15,7 @@ from dlrepro.data.gates import write_gates
 
 matplotlib.use("Agg")  # figures are files here, never windows
 
-# Under pytest-xdist (make test PYTEST_ARGS="-n 2 --dist loadfile": one module per worker).
+# Under pytest-xdist (`make test` runs two modules at a time, each on its own worker).
 # Each worker's torch, and the stage processes it starts, would otherwise take every core, and
 # OpenMP threads spinning on shared cores make a training several times slower: split the cores.
 # Set before anything imports torch (the imports above do not); subprocesses inherit it.

@@ -4,10 +4,13 @@ A copy of the repository on the small profile trains once (`dvc repro train@text
 baseline); experiments target the `train@text` stage to keep the test short. A workspace experiment
 changes the learning rate; a queued grid of 8 runs in DVC's temporary copies under .dvc/tmp/exps/,
 two at a time (`dvc queue start -j 2`), once tracked into the embedded SQLite store and once into
-a team's store: a real `mlflow server` on a real PostgreSQL, both on 127.0.0.1. Queued runs must
-all succeed, use their own overrides, leave the main workspace alone, log nothing that looks like
-an error, and land in the chosen store with every per-epoch metric, tagged with the name
-`dvc exp show` lists.
+a team's store: a real `mlflow server` on a real PostgreSQL, both on 127.0.0.1. Each grid queues
+in its own copy of the trained baseline, as two team members would, so each has its own queue
+and workers (and its `dvc queue stop` cannot reach the other's: DVC 3.67's shutdown broadcast
+stays in the queue's broker and stopped a later start's workers after one task each). Queued
+runs must all succeed, use their own overrides, leave the main workspace alone, log nothing that
+looks like an error, and land in the chosen store with every per-epoch metric, tagged with the
+name `dvc exp show` lists.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,16 +96,6 @@ def wait_for_queue(root: Path) -> str:
     raise AssertionError(f"queue still busy after {QUEUE_TIMEOUT_S} s:\n{status}")
 
 
-def wait_for_workers_to_exit(root: Path) -> None:
-    """Idle workers wait 60 s for more work, then exit; the next grid must get workers with its
-    own store. Not `dvc queue stop`: DVC 3.67's shutdown broadcast stays in the queue's broker
-    and stops the next workers after one task each (seen here: 2 of 8 ran)."""
-    deadline = time.monotonic() + 180
-    while "0 active, 0 idle" not in dvc(root, "queue", "status").stdout:
-        assert time.monotonic() < deadline, "the queue's workers did not exit"
-        time.sleep(2)
-
-
 def worker_logs(root: Path) -> dict[str, str]:
     """The celery workers' own output (dvc_task writes it beside the queue's broker)."""
     found = (root / ".dvc" / "tmp" / "exps").rglob("dvc-exp-worker-*.out")
@@ -146,8 +140,17 @@ def baseline(tmp_path_factory) -> Path:
     dvc(root, "repro", "train@text")
     run(root, "git", "add", "-A")
     run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    return root
+
+
+@pytest.fixture
+def member(baseline, tmp_path) -> Iterator[Path]:
+    """A copy of the trained baseline at its last commit, with a queue of its own."""
+    root = shutil.copytree(baseline, tmp_path / "repo", symlinks=True)
+    run(root, "git", "checkout", "--", ".")  # the workspace experiment above changed files
+    dvc(root, "checkout", "--force", "train@text")
     yield root
-    dvc(root, "queue", "stop", check=False)  # workers exit once idle; this is a safety net
+    dvc(root, "queue", "stop", check=False)  # idle workers exit after 60 s anyway
 
 
 def test_one_change_reruns_training_and_tags_its_mlflow_run(baseline):
@@ -168,42 +171,38 @@ def test_one_change_reruns_training_and_tags_its_mlflow_run(baseline):
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
-def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(baseline, store):
+def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(member, store):
     name, server = store
-    uri = server or embedded(baseline)
+    uri = server or embedded(member)
     tracking = {"MLFLOW_TRACKING_URI": server} if server else {}
-    run(baseline, "git", "checkout", "--", ".")  # back to the committed baseline
-    dvc(baseline, "checkout", "--force", "train@text")
-    before = digest(baseline)
+    before = digest(member)
     queued = dvc(
-        baseline, "exp", "run", "--queue", "train@text",
+        member, "exp", "run", "--queue", "train@text",
         "-S", f"{LR}={','.join(LR_GRID)}", "-S", f"data.batch_size={','.join(BATCHES[name])}",
     )  # fmt: skip
     points = len(LR_GRID) * len(BATCHES[name])
     assert queued.stdout.count("Queued experiment") == points == 8
     started = time.monotonic()
-    dvc(baseline, "queue", "start", "-j", "2", **tracking)  # workers inherit its environment
-    status = wait_for_queue(baseline)
+    dvc(member, "queue", "start", "-j", "2", **tracking)  # workers inherit its environment
+    status = wait_for_queue(member)
     wall = time.monotonic() - started
-    wait_for_workers_to_exit(baseline)
-    # The queue lists both grids once the second has run: this grid's 8 must each be a Success.
     succeeded = {line.split()[1] for line in status.splitlines() if line.endswith(" Success")}
 
     grid = {
         exp: found
-        for exp, found in experiments(baseline).items()
+        for exp, found in experiments(member).items()
         if str(found["params"]["data"]["batch_size"]) in BATCHES[name]
     }
     assert sorted(
         (str(text_lr(e)), str(e["params"]["data"]["batch_size"])) for e in grid.values()
     ) == sorted((lr, batch) for lr in LR_GRID for batch in BATCHES[name])
     assert set(grid) <= succeeded, status
-    assert digest(baseline) == before  # the main workspace was not touched
+    assert digest(member) == before  # the main workspace was not touched
 
     for exp in grid:
-        log = dvc(baseline, "queue", "logs", exp).stdout
+        log = dvc(member, "queue", "logs", exp).stdout
         assert not ERROR_LINE.search(log), f"{exp}:\n{log}"
-    for path, log in worker_logs(baseline).items():
+    for path, log in worker_logs(member).items():
         assert not ERROR_LINE.search(log), f"{path}:\n{log}"
 
     client = mlflow_client(uri)
