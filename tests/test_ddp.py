@@ -115,6 +115,7 @@ def outcome(root: Path, output: str, store: Path) -> dict:
         "step": checkpoint["global_step"],
         "best": (root / "models" / "plant_cnn" / "text" / "best.ckpt").is_file(),
         "store": store,
+        "git_status": run(root, "git", "status", "--porcelain", "--untracked-files=all").stdout,
     }
 
 
@@ -173,7 +174,7 @@ def test_only_rank_zero_tracks(ddp):
     only_rank_zero_tracked(ddp, devices="2", nodes="1")
 
 
-def test_two_nodes_under_torchrun_make_one_run_and_one_set_of_outputs(prepared, two_nodes):
+def test_two_nodes_under_torchrun_make_one_run_and_one_set_of_outputs(prepared, single, two_nodes):
     # Node 1's rank joined the same process group: world size 2, global rank 1 on the second node.
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in two_nodes["node1_output"]
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in two_nodes["output"]
@@ -184,6 +185,8 @@ def test_two_nodes_under_torchrun_make_one_run_and_one_set_of_outputs(prepared, 
     outputs = sorted(p.name for p in (prepared / "models" / "plant_cnn" / "text").iterdir())
     assert outputs == ["best.ckpt", "last.ckpt", "run.json"]
     assert not list(prepared.glob("**/.dlrepro-tmp-*"))
+    # `git status` shows what a single process leaves (its declared outputs), nothing more.
+    assert two_nodes["git_status"] == single["git_status"]
 
 
 @pytest.mark.parametrize("launch", ["ddp", "two_nodes"])

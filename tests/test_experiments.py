@@ -198,6 +198,7 @@ def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(member,
     ) == sorted((lr, batch) for lr in LR_GRID for batch in BATCHES[name])
     assert set(grid) <= succeeded, status
     assert digest(member) == before  # the main workspace was not touched
+    assert run(member, "git", "status", "--porcelain").stdout == ""  # nor anything beside it
 
     for exp in grid:
         log = dvc(member, "queue", "logs", exp).stdout
