@@ -83,6 +83,30 @@ def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_vi
     ]
 
 
+def test_an_experiment_created_by_a_concurrent_run_is_joined(monkeypatch, tmp_path):
+    """Two queued experiments starting at once (`dvc queue start -j 2`, seen on PostgreSQL): both
+    find no experiment and both create it; the loser gets RESOURCE_ALREADY_EXISTS from the real
+    server and must join the winner's experiment, not fail its stage."""
+    import mlflow
+
+    with mlflow_server(tmp_path, None) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        lookup = mlflow.get_experiment_by_name
+        winner = []
+
+        def racing_lookup(name):  # the other run creates it between our lookup and our create
+            if not winner:
+                winner.append(mlflow.MlflowClient(uri).create_experiment(name))
+                return None
+            return lookup(name)
+
+        monkeypatch.setattr(mlflow, "get_experiment_by_name", racing_lookup)
+        assert tracking.experiment_id("plant") == winner[0]
+        tags = mlflow.MlflowClient(uri).get_experiment(winner[0]).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 @pytest.fixture(scope="module")
 def refusing_server(tmp_path_factory):
     """A real `mlflow server` that answers /health but refuses every API call (HTTP 403):

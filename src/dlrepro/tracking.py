@@ -157,17 +157,26 @@ def experiment_id(family: str) -> str:
     a GenAI experiment; an experiment created before the mark gets it on its next run.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     name = EXPERIMENT_PREFIX + family
     found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
-            mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
-        return found.experiment_id
-    location = None
-    if tracking_uri().startswith("sqlite:"):
-        location = (store_root() / "mlruns").as_uri()
-    return mlflow.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+    if found is None:
+        location = None
+        if tracking_uri().startswith("sqlite:"):
+            location = (store_root() / "mlruns").as_uri()
+        try:
+            return mlflow.create_experiment(
+                name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+            )
+        except MlflowException as err:
+            # Two queued experiments starting at once both found none; the other one won.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        found = mlflow.get_experiment_by_name(name)
+    if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def ui_links(base_url: str, uri: str | None = None) -> list[str]:
