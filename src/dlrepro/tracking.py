@@ -324,17 +324,34 @@ def dvc_remote_url(root: Path) -> str | None:
 def log_cache_splits(splits: list[Path]) -> None:
     """Each cache split as a dataset input of the active run, with its context (training,
     validation, test)."""
-    import mlflow
-
     if not splits:
         return
     remote = dvc_remote_url(repo_root())
     tags = {"dvc.remote": remote} if remote else {}
-    mlflow.log_inputs(
+    log_inputs_concurrently(
         [cache_split_dataset(folder) for folder in splits],
         contexts=[CONTEXTS.get(folder.name, folder.name) for folder in splits],
         tags_list=[tags or None for _ in splits],
     )
+
+
+def log_inputs_concurrently(datasets: list, contexts: list[str], tags_list: list) -> None:
+    """`mlflow.log_inputs`, safe when another run logs the same new datasets at the same moment.
+
+    MLflow's SQL store looks each dataset up and inserts the missing ones in one transaction, so
+    two queued experiments starting at once (`dvc queue start -j 2`) both insert it; the loser's
+    unique-key violation (`dataset_pk`) comes back as BAD_REQUEST. The winner has committed by
+    then, so one more try finds its rows and only links them to this run.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags_list)
+    except MlflowException as err:
+        if err.error_code != "BAD_REQUEST":
+            raise
+        mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags_list)
 
 
 def interrupted_run(family: str, fingerprint: str) -> str | None:
