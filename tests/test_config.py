@@ -30,6 +30,10 @@ def test_composed_params_validate(cfg):
         ("curriculum.perceptron.lr=fast", "curriculum.perceptron.lr: Value 'fast'"),
         ("data.gates=[AND,MAYBE]", "unknown value 'MAYBE'; allowed: AND, OR, NAND, NOR, XOR, XNOR"),
         ("curriculum.optimizers.optimizers=[adamw]", "unknown value 'adamw'"),
+        (  # a choice that may be null names it so (this was a TypeError)
+            "recipes.tuned.model.global_pool=mean",
+            "unknown value 'mean'; allowed: avg, max, avgmax, null",
+        ),
         ("curriculum.perceptron.gates=[XNOR]", "XNOR not prepared"),
         ("curriculum.perceptron.learning_rate=1", "Key 'learning_rate' not in 'PerceptronConfig'"),
     ],

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dlrepro.errors import DataError
 from dlrepro.plant.datamodule import (
@@ -16,7 +17,7 @@ from dlrepro.plant.datamodule import (
     PlantDataModule,
     images_to_tensor,
 )
-from dlrepro.plant.model import PlantCNN
+from dlrepro.plant.model import AvgMaxPool, PlantCNN
 
 CLASSES = ["Diseased", "Healthy"]
 
@@ -111,6 +112,19 @@ def test_tuned_options_build_a_small_pooled_network_that_keeps_pool_relu_equival
     assert PlantCNN(image_size=64, **options)(torch.rand(2, 3, 64, 64)).shape == (2, 1)
     with pytest.raises(ValueError, match="global_pool"):
         PlantCNN(global_pool="mean")
+
+
+def test_avgmax_pool_is_the_mean_and_the_max_of_each_channel_side_by_side():
+    """global_pool="avgmax": the head sees each channel's mean (how much of the leaf a diffuse
+    mottling covers) and its max (one small lesion), so its input doubles."""
+    features = torch.randn(2, 5, 7, 7)
+    pooled = AvgMaxPool()(features)
+    expected = torch.cat([nn.AdaptiveAvgPool2d(1)(features), nn.AdaptiveMaxPool2d(1)(features)], 1)
+    torch.testing.assert_close(pooled, expected)
+    options = {"conv_channels": (8, 16), "dense_units": None, "padding": "same"}
+    model = PlantCNN(image_size=32, global_pool="avgmax", **options)
+    assert model.classifier[-1].in_features == 2 * 16
+    assert model(torch.rand(3, 3, 32, 32)).shape == (3, 1)
 
 
 def test_same_init_seed_builds_the_same_network_whatever_the_global_rng():

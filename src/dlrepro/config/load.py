@@ -72,8 +72,9 @@ def validate(node: Any, prefix: str = "") -> None:
             if name == "choices":
                 for item in value if isinstance(value, list) else [value]:
                     if item not in bound:
+                        allowed = ", ".join("null" if b is None else str(b) for b in bound)
                         raise ConfigError(
-                            f"{key}={value!r}: unknown value {item!r}; allowed: {', '.join(bound)}"
+                            f"{key}={value!r}: unknown value {item!r}; allowed: {allowed}"
                         )
             else:
                 ok, message = _RULES[name]

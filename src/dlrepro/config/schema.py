@@ -173,7 +173,8 @@ class ModelConfig:
     channels_last: bool = MISSING  # NHWC convolutions: same function, faster on CPU
     batch_norm: bool = MISSING
     padding: str = rule(choices=("valid", "same"))  # valid: the text's Keras default
-    global_pool: str | None = rule(choices=("avg", "max", None))  # None: Flatten, as the text
+    # None: Flatten, as the text; avgmax: the mean and the max of each channel
+    global_pool: str | None = rule(choices=("avg", "max", "avgmax", None))
     dropout: float = rule(ge=0, lt=1)  # before the dense layers
 
 

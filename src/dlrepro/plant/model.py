@@ -78,6 +78,13 @@ def feature_map_size(image_size: int, num_blocks: int, padding: str = "valid") -
     return size
 
 
+class AvgMaxPool(nn.Module):
+    """Each channel's mean and maximum over the feature map, side by side: (N, 2C, 1, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)], 1)
+
+
 class PlantCNN(pl.LightningModule):
     """conv(3×3, relu) → maxpool(2) per width in `conv_channels`, then dense(relu) → output logits.
 
@@ -100,7 +107,8 @@ class PlantCNN(pl.LightningModule):
         batch_norm: BatchNorm2d after each convolution (its bias then replaces the conv's).
         padding: "valid" (the text's Keras default) or "same".
         global_pool: None flattens the last feature map (the text); "avg" or "max" pools it to
-            one value per channel, so the head no longer depends on the image size.
+            one value per channel, so the head no longer depends on the image size; "avgmax"
+            keeps both (the max finds a few small lesions, the mean a diffuse mottling).
         dropout: probability of zeroing a feature before each dense layer (0: the text).
         scheduler: optional `_partial_` LR scheduler (see SchedulerFactory); not saved in the
             hyper-parameters, its state is.
@@ -130,8 +138,10 @@ class PlantCNN(pl.LightningModule):
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-        if global_pool not in (None, "avg", "max"):
-            raise ValueError(f"global_pool must be null, 'avg' or 'max', got {global_pool!r}")
+        if global_pool not in (None, "avg", "max", "avgmax"):
+            raise ValueError(
+                f"global_pool must be null, 'avg', 'max' or 'avgmax', got {global_pool!r}"
+            )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         side = feature_map_size(image_size, len(conv_channels), padding)
@@ -166,8 +176,9 @@ class PlantCNN(pl.LightningModule):
             None: [],
             "avg": [nn.AdaptiveAvgPool2d(1)],
             "max": [nn.AdaptiveMaxPool2d(1)],
+            "avgmax": [AvgMaxPool()],
         }[global_pool]
-        features = in_channels * (1 if global_pool else side * side)
+        features = in_channels * {None: side * side, "avgmax": 2}.get(global_pool, 1)
         dropped = [nn.Dropout(dropout)] if dropout else []
         outputs = 1 if num_classes == 2 else num_classes
         hidden = [nn.Linear(features, dense_units), nn.ReLU(), *dropped] if dense_units else []
