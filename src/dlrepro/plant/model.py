@@ -29,8 +29,8 @@ Deliberate differences from the Keras code, none of which changes what is learnt
 More than two classes use a `num_classes`-logit head with cross-entropy (softmax at predict time).
 
 Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv,
-"same" padding, a global average or max pool instead of Flatten, and dropout before the dense
-layers. The defaults build the text's network exactly.
+"same" padding, a global average, max or average-and-max pool instead of Flatten, and dropout
+before the dense layers. The defaults build the text's network exactly.
 
 Order of operations: each block computes conv → max-pool → ReLU rather than the text's conv →
 ReLU → max-pool. ReLU is monotone, so max(relu(x)) = relu(max(x)) for every pooling window: the
