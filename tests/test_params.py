@@ -155,7 +155,7 @@ def test_optimizer_is_built_from_its_node(own_cfg):
 
 def test_the_tuned_recipe_builds_its_scheduler_over_the_whole_run(own_cfg):
     cfg = own_cfg
-    cfg.data.image_size = 16
+    cfg.data.image_size = 32  # the smallest size the tuned network's five blocks accept
     model = build_plant_cnn(cfg, "tuned", ["a", "b"])
     optimizer = model.optimizer_factory(model.parameters())
     schedule = model.build_scheduler(optimizer, total_steps=40)

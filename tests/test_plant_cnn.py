@@ -154,6 +154,18 @@ def test_multiclass_loss_is_cross_entropy():
     torch.testing.assert_close(model.loss(logits, labels), expected)
 
 
+@pytest.mark.parametrize(
+    ("image_size", "blocks", "padding", "smallest"),
+    [(24, 5, "same", 32), (21, 3, "valid", 22)],  # by hand: 32 = 2**5; 22 → 20/2 → 8/2 → 2/2 = 1
+)
+def test_too_small_an_image_names_the_smallest_that_fits(image_size, blocks, padding, smallest):
+    PlantCNN(image_size=smallest, conv_channels=[4] * blocks, padding=padding)
+    with pytest.raises(
+        ValueError, match=rf"is too small for {blocks} blocks .*: at least {smallest}$"
+    ):
+        PlantCNN(image_size=image_size, conv_channels=[4] * blocks, padding=padding)
+
+
 def test_class_names_must_match_num_classes():
     with pytest.raises(ValueError, match="3 class names"):
         PlantCNN(num_classes=2, class_names=["a", "b", "c"])

@@ -96,6 +96,18 @@ def test_fit_learns_the_easy_task_and_records_every_epoch(three_epochs):
     ]
 
 
+def test_of_epochs_tied_on_val_acc_best_holds_the_lowest_val_loss(three_epochs):
+    """The easy task is at val/acc 1.0 from the first epoch on, while val/loss keeps falling:
+    best.ckpt must be the last epoch, not the first to reach 1.0 (ModelCheckpoint's own rule)."""
+    result = three_epochs
+    tied = [row for row in result.history if row["val/acc"] == result.best_val_acc]
+    assert len(tied) >= 2  # else this test would not see a tie
+    lowest = min(tied, key=lambda row: row["val/loss"])
+    assert result.best_epoch == lowest["epoch"] != tied[0]["epoch"]
+    assert result.best_epoch == 3  # so best.ckpt holds the very weights last.ckpt does
+    assert_same_weights(weights(result.best_checkpoint), weights(result.last_checkpoint))
+
+
 def test_two_fits_with_the_same_seed_give_identical_weights(three_epochs, tmp_path):
     again = fit(tmp_path, max_epochs=3)
     assert_same_weights(weights(again.last_checkpoint), weights(three_epochs.last_checkpoint))

@@ -177,6 +177,7 @@ def main() -> None:
             "recipe": recipe,
             "selected_on": spec.selected_on,
             "best_val_acc": result.best_val_acc,
+            "best_epoch": result.best_epoch,
             "last_val_acc": result.history[-1].get("val/acc") if result.history else None,
             "epochs": len(result.history),
             "classes": classes,
@@ -190,7 +191,7 @@ def main() -> None:
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)
     print(
-        f"train@{recipe}: best val/acc {result.best_val_acc:.4f}; "
+        f"train@{recipe}: best val/acc {result.best_val_acc:.4f} (epoch {result.best_epoch}); "
         f"evaluated and exported from {chosen} (selected on {spec.selected_on})"
     )
 
