@@ -190,7 +190,7 @@ RECIPE_HEADER = [
     "selected on",
     "epochs",
     "parameters",
-    "best val/acc",
+    "best val/acc (its epoch)",
     "test accuracy",
     "precision",
     "recall",
@@ -206,7 +206,7 @@ def _recipe_rows(case: CaseStudy) -> list[list[str]]:
             r.evaluate["selected_on"],
             str(r.train["epochs"]),
             f"{r.train['parameters']:,}",
-            _fmt(r.train["best_val_acc"]),
+            f"{_fmt(r.train['best_val_acc'])} (epoch {r.train['best_epoch']})",
             *(_fmt(r.evaluate[k]) for k in CASE_STUDY_FIGURES),
         ]
         for r in case.recipes
