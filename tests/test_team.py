@@ -160,6 +160,7 @@ def test_train_run_has_params_per_epoch_metrics_artifacts_and_tags(pushed, serve
     assert params["recipes.text.optimizer.lr"] == "0.001"
     assert params["recipes.text.max_epochs"] == "2"  # the small profile
     assert params["datamodule.batch_size"] == "32" and params["seed"] == "0"
+    assert params["data.seed"] == "0"  # the split's seed: prepare reads it, the run records it
     assert params["recipe"] == "text" and not any(k.startswith("recipes.tuned") for k in params)
 
     with (pushed / "plots" / "train" / "text" / "history.csv").open() as handle:
