@@ -53,6 +53,7 @@ from typing import Any
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
+from dlrepro.config.schema import DataConfig
 from dlrepro.errors import DataError
 
 SECTIONS = ("curriculum", "training", "vs_keras", "recipes", "predict")
@@ -275,35 +276,45 @@ def bench_curriculum(scale: Scale) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def find_or_build_cache(tmp: Path, cfg: Config, scale: Scale) -> tuple[Path, dict[str, Any]]:
-    """The repository's data/cache when it exists; else a freshly generated and ingested one."""
+def generate_and_prepare(
+    leaves: Path, cache: Path, data: DataConfig, train: int, test: int
+) -> tuple[float, float]:
+    """`train` + `test` generated leaves in `leaves`, prepared into `cache` with `data`'s
+    settings as the prepare stage would: (seconds generating, seconds preparing)."""
     from dlrepro.data.ingest import ingest
     from dlrepro.data.leaves import generate_dataset
 
+    start = time.perf_counter()
+    generate_dataset(leaves, train, test, data.seed, data.raw_size)
+    generated = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
+        ingest(
+            leaves,
+            cache,
+            data.image_size,
+            data.test_fraction,
+            data.seed,
+            data.min_side,
+            data.val_fraction,
+        )
+    return generated - start, time.perf_counter() - generated
+
+
+def find_or_build_cache(tmp: Path, cfg: Config, scale: Scale) -> tuple[Path, dict[str, Any]]:
+    """The repository's data/cache when it exists; else a freshly generated and ingested one."""
     existing = paths.repo_root() / paths.CACHE
     if (existing / "classes.json").is_file() and (existing / "train" / "images.npy").is_file():
         return existing, {"dataset": f"{paths.CACHE.as_posix()} (reused)"}
     train, test = (
         (QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES) if scale.quick else (TRAIN_IMAGES, TEST_IMAGES)
     )
-    data = cfg.data
-    start = time.perf_counter()
-    generate_dataset(tmp / "leaves", train, test, data.seed, data.raw_size)
-    generated = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
-        ingest(
-            tmp / "leaves",
-            tmp / "cache",
-            data.image_size,
-            data.test_fraction,
-            data.seed,
-            data.min_side,
-        )
-    ingested = time.perf_counter()
+    generate_s, ingest_s = generate_and_prepare(
+        tmp / "leaves", tmp / "cache", cfg.data, train, test
+    )
     return tmp / "cache", {
         "dataset": f"generated {train}/{test} leaves in a temp folder",
-        "generate_img_s": round((train + test) / (generated - start), 1),
-        "ingest_img_s": round((train + test) / (ingested - generated), 1),
+        "generate_img_s": round((train + test) / generate_s, 1),
+        "ingest_img_s": round((train + test) / ingest_s, 1),
     }
 
 

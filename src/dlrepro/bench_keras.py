@@ -24,8 +24,6 @@ always uses a tiny generated set and one epoch.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -39,6 +37,7 @@ import yaml
 
 from dlrepro import paths
 from dlrepro.bench import (
+    generate_and_prepare,
     last_line,
     load_average,
     load_row,
@@ -103,9 +102,6 @@ def keras_python(root: Path) -> Path | None:
 
 def dataset(tmp: Path, quick: bool) -> tuple[Path, Path, str]:
     """(folder holding plant_disease_dataset/, its prepared cache, description)."""
-    from dlrepro.data.ingest import ingest
-    from dlrepro.data.leaves import generate_dataset
-
     root = paths.repo_root()
     if (
         not quick
@@ -116,17 +112,7 @@ def dataset(tmp: Path, quick: bool) -> tuple[Path, Path, str]:
     data = load_config(root / "params.yaml").data
     train, test = QUICK_SIZES if quick else (data.train_size, data.test_size)
     leaves = tmp / "data" / paths.LEAVES.name
-    generate_dataset(leaves, train, test, data.seed, data.raw_size)
-    with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
-        ingest(
-            leaves,
-            tmp / "cache",
-            data.image_size,
-            data.test_fraction,
-            data.seed,
-            data.min_side,
-            data.val_fraction,
-        )
+    generate_and_prepare(leaves, tmp / "cache", data, train, test)
     return leaves.parent, tmp / "cache", f"generated {train}/{test} leaves in a temp folder"
 
 

@@ -14,15 +14,12 @@ default sections: 20,000 leaves take minutes to generate.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from dlrepro import paths
-from dlrepro.bench import load_average, load_row, print_table
+from dlrepro.bench import generate_and_prepare, load_average, load_row, print_table
 from dlrepro.bench_keras import run_stage
 from dlrepro.config import load_config
 
@@ -31,16 +28,10 @@ RSS_GROWTH_TARGET_MB = 100.0
 
 
 def measure(train_images: int, tmp: Path) -> dict[str, Any]:
-    from dlrepro.data.ingest import ingest
-    from dlrepro.data.leaves import generate_dataset
-
     data = load_config(paths.repo_root() / "params.yaml").data
-    leaves = tmp / "leaves"
-    generate_dataset(leaves, train_images, data.test_size, data.seed, data.raw_size)
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        ingest(leaves, tmp / "cache", data.image_size, data.test_fraction, data.seed, data.min_side)
-    prepare_s = time.perf_counter() - start
+    _, prepare_s = generate_and_prepare(
+        tmp / "leaves", tmp / "cache", data, train_images, data.test_size
+    )
     stage = run_stage(tmp / "cache", tmp / "train", epochs=1)
     return {
         "train_images": train_images,
