@@ -29,9 +29,11 @@ from dlrepro.plant.train import (
     fit,
     visible_cpus,
 )
+from dlrepro.stages import train as train_stage
 from dlrepro.stages.train import (
     RUNTIME_SWITCHES,
     check_hashed,
+    fingerprint,
     read_settings,
     stage_params,
     unhashed_settings,
@@ -77,6 +79,18 @@ def test_a_recipe_reads_its_own_section_only():
     assert not any(k.startswith("recipes.text.") for k in tuned)
     assert "recipes.text" in stage_params(REPO, "text")
     assert "recipes.tuned" not in stage_params(REPO, "text")
+
+
+def test_the_resume_fingerprint_covers_settings_data_and_checkpoint_format(monkeypatch):
+    """A run interrupted under older code (another shape of last.ckpt's callback state) must not
+    resume: Lightning would silently skip the state it cannot match."""
+    settings = {"seed": 0, "trainer.max_epochs": 2, "trainer.enable_progress_bar": True}
+    stamp = fingerprint(settings, "md5-a")
+    assert fingerprint({**settings, "trainer.enable_progress_bar": False}, "md5-a") == stamp
+    assert fingerprint({**settings, "seed": 1}, "md5-a") != stamp
+    assert fingerprint(settings, "md5-b") != stamp
+    monkeypatch.setattr(train_stage, "CHECKPOINT_FORMAT", train_stage.CHECKPOINT_FORMAT - 1)
+    assert fingerprint(settings, "md5-a") != stamp
 
 
 def test_a_setting_dvc_would_not_hash_is_refused(tmp_path):

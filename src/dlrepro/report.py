@@ -199,6 +199,12 @@ RECIPE_HEADER = [
 ]
 
 
+def _best_val(train: dict[str, Any]) -> str:
+    """The best val/acc and its epoch (a metrics file from before best_epoch existed has none)."""
+    epoch = train.get("best_epoch")
+    return _fmt(train["best_val_acc"]) + ("" if epoch is None else f" (epoch {epoch})")
+
+
 def _recipe_rows(case: CaseStudy) -> list[list[str]]:
     return [
         [
@@ -206,7 +212,7 @@ def _recipe_rows(case: CaseStudy) -> list[list[str]]:
             r.evaluate["selected_on"],
             str(r.train["epochs"]),
             f"{r.train['parameters']:,}",
-            f"{_fmt(r.train['best_val_acc'])} (epoch {r.train['best_epoch']})",
+            _best_val(r.train),
             *(_fmt(r.evaluate[k]) for k in CASE_STUDY_FIGURES),
         ]
         for r in case.recipes

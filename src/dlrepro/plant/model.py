@@ -48,7 +48,6 @@ are the same up to float rounding, and the option exists to measure the differen
 from __future__ import annotations
 
 import inspect
-import itertools
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -147,14 +146,16 @@ class PlantCNN(pl.LightningModule):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         side = feature_map_size(image_size, len(conv_channels), padding)
         if side < 1:
-            smallest = next(
-                size
-                for size in itertools.count(image_size + 1)
-                if feature_map_size(size, len(conv_channels), padding) >= 1
-            )
+            # Undo the blocks from a 1×1 map: "same" doubles the side, "valid" doubles it and
+            # adds the 2 pixels its 3×3 convolution trims.
+            blocks = len(conv_channels)
+            if padding == "same":
+                smallest, each = 2**blocks, "halves it"
+            else:
+                smallest, each = 3 * 2**blocks - 2, "trims 2 pixels and halves the rest"
             raise ValueError(
-                f"image_size {image_size} is too small for {len(conv_channels)} blocks "
-                f"(each halves it): at least {smallest}"
+                f"image_size {image_size} is too small for {blocks} blocks (each {each}): "
+                f"at least {smallest}"
             )
         # Plain Python types only (config objects such as OmegaConf's ListConfig would arrive as
         # their own classes): checkpoints then load with torch.load(weights_only=True).

@@ -207,7 +207,7 @@ class BestOnVal(RelocatableCheckpoint):
 
     def check_monitor_top_k(self, trainer: pl.Trainer, current: torch.Tensor | None = None) -> bool:
         loss = trainer.callback_metrics.get(TIE_BREAK)
-        loss = math.inf if loss is None else float(loss)
+        loss = math.inf if loss is None or math.isnan(loss) else float(loss)  # NaN never wins
         if current is not None and self.best_k_models and current == self.best_model_score:
             better = trainer.strategy.reduce_boolean_decision(loss < self.best_tie_break)
         else:

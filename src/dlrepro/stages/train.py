@@ -3,10 +3,11 @@ validated on its val split, with Lightning and MLflow.
 
     python -m dlrepro.stages.train text        # or tuned: the recipes of conf/recipe/
 
-Resuming: models/plant_cnn/<recipe>/ holds `run.json` (a fingerprint of the config and the data, and
-whether the run finished). An interrupted run with the same fingerprint continues from
-last.ckpt; anything else (new params, new data, a finished run under `dvc repro --force`)
-starts afresh, so a checkpoint never leaks from one configuration into another.
+Resuming: models/plant_cnn/<recipe>/ holds `run.json` (a fingerprint of the config, the data and
+the checkpoint format, and whether the run finished). An interrupted run with the same
+fingerprint continues from last.ckpt; anything else (new params, new data, a checkpoint written
+by older code, a finished run under `dvc repro --force`) starts afresh, so a checkpoint never
+leaks from one configuration into another.
 
 Under DDP, Lightning re-executes this script once per extra process: only rank 0 tracks and
 writes outputs; the other ranks just train.
@@ -30,6 +31,11 @@ from dlrepro.errors import ConfigError
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
 
 RUN_FILE = "run.json"
+# The shape of the callbacks' state in last.ckpt (dlrepro.plant.train). Lightning files each
+# callback's state under its class name and silently skips state it cannot match, so a run
+# interrupted under another shape starts afresh rather than resuming with an empty best-so-far.
+# 2: best.ckpt's callback became BestOnVal, with its tie-break and best epoch.
+CHECKPOINT_FORMAT = 2
 # What this stage reads from params.yaml: these sections whole, data.image_size, and its recipe's
 # section (recipes.<name>).
 READS = ("seed", "datamodule", "trainer", "resume", "data.image_size")
@@ -72,9 +78,11 @@ def check_hashed(settings: dict[str, Any], root: Path, recipe: str) -> None:
 
 
 def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
-    """What the run computes: every setting but the run-time switches, and the data."""
+    """What the run computes (every setting but the run-time switches, and the data), and the
+    shape of the checkpoint state it resumes from."""
     computed = {k: v for k, v in settings.items() if k not in RUNTIME_SWITCHES}
-    return hashlib.md5(json.dumps([computed, data_md5], sort_keys=True).encode()).hexdigest()
+    identity = [computed, data_md5, CHECKPOINT_FORMAT]
+    return hashlib.md5(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def main() -> None:
