@@ -35,6 +35,11 @@ def test_composed_params_validate(cfg):
             "unknown value 'mean'; allowed: avg, max, avgmax, null",
         ),
         ("curriculum.perceptron.gates=[XNOR]", "XNOR not prepared"),
+        ("recipes.tuned.model.convs_per_block=[1,0,1,1,1]", "must be >= 1"),
+        (  # one count per block, or the network would silently drop or invent blocks
+            "recipes.tuned.model.convs_per_block=[2,2]",
+            "recipes.tuned.model.convs_per_block=[2, 2]: needs one count per block",
+        ),
         ("curriculum.perceptron.learning_rate=1", "Key 'learning_rate' not in 'PerceptronConfig'"),
     ],
 )

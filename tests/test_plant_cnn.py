@@ -155,15 +155,41 @@ def test_multiclass_loss_is_cross_entropy():
 
 
 @pytest.mark.parametrize(
-    ("image_size", "blocks", "padding", "smallest"),
-    [(31, 5, "same", 32), (21, 3, "valid", 22)],  # by hand: 32 = 2**5; 22 → 20/2 → 8/2 → 2/2 = 1
+    ("image_size", "depths", "padding", "smallest"),
+    [
+        (31, [1] * 5, "same", 32),  # by hand: 32 = 2**5
+        (21, [1] * 3, "valid", 22),  # 22 → 20/2 → 8/2 → 2/2 = 1
+        (11, [2, 1], "valid", 12),  # two convs first: 12 → 8/2 → 2/2 = 1
+        (7, [1, 3, 2], "same", 8),  # "same" convs keep the side, however many: 2**3
+    ],
 )
-def test_too_small_an_image_names_the_smallest_that_fits(image_size, blocks, padding, smallest):
-    PlantCNN(image_size=smallest, conv_channels=[4] * blocks, padding=padding)
+def test_too_small_an_image_names_the_smallest_that_fits(image_size, depths, padding, smallest):
+    options = {"conv_channels": [4] * len(depths), "padding": padding, "convs_per_block": depths}
+    PlantCNN(image_size=smallest, **options)
     with pytest.raises(
-        ValueError, match=rf"is too small for {blocks} blocks .*: at least {smallest}$"
+        ValueError, match=rf"is too small for {len(depths)} blocks .*: at least {smallest}$"
     ):
-        PlantCNN(image_size=image_size, conv_channels=[4] * blocks, padding=padding)
+        PlantCNN(image_size=image_size, **options)
+
+
+def test_extra_convolutions_keep_the_blocks_width_with_a_relu_between():
+    model = PlantCNN(
+        image_size=16,
+        conv_channels=(4, 8),
+        convs_per_block=(2, 1),
+        dense_units=None,
+        global_pool="avg",
+    )
+    # By hand: 3→4 (3·4·9 + 4), 4→4 (4·4·9 + 4), 4→8 (4·8·9 + 8), then 8 → 1 logit (8 + 1).
+    assert sum(p.numel() for p in model.parameters()) == 112 + 148 + 296 + 9
+    kinds = [type(layer).__name__ for layer in model.features]
+    assert kinds == ["Conv2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU"]
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 1)
+
+
+def test_convs_per_block_needs_one_count_per_block():
+    with pytest.raises(ValueError, match="one count of at least 1 per block"):
+        PlantCNN(conv_channels=(4, 8), convs_per_block=(2,))
 
 
 def test_class_names_must_match_num_classes():

@@ -113,6 +113,12 @@ def _cross_check(cfg: Config) -> None:
                 f"{key}.optimizer.lr: OneCycleLR sets the learning rate at every step, so this "
                 f"value would be ignored; set {key}.scheduler.max_lr instead"
             )
+        depths, widths = recipe.model.convs_per_block, recipe.model.conv_channels
+        if depths is not None and len(depths) != len(widths):
+            raise ConfigError(
+                f"{key}.model.convs_per_block={list(depths)!r}: needs one count per block of "
+                f"conv_channels ({len(widths)})"
+            )
         crop = recipe.augment.crop_scale if recipe.augment else None
         if crop is not None and not (len(crop) == 2 and crop[0] <= crop[1]):
             raise ConfigError(f"{key}.augment.crop_scale={crop!r}: needs [min, max], min <= max")

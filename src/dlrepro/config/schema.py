@@ -176,6 +176,8 @@ class ModelConfig:
     # None: Flatten, as the text; avgmax: the mean and the max of each channel
     global_pool: str | None = rule(choices=("avg", "max", "avgmax", None))
     dropout: float = rule(ge=0, lt=1)  # before the dense layers
+    # 3×3 convolutions per block, one count per width; None: one each (the text)
+    convs_per_block: list[int] | None = rule(ge=1)
 
 
 @dataclass

@@ -29,8 +29,9 @@ Deliberate differences from the Keras code, none of which changes what is learnt
 More than two classes use a `num_classes`-logit head with cross-entropy (softmax at predict time).
 
 Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv,
-"same" padding, a global average, max or average-and-max pool instead of Flatten, and dropout
-before the dense layers. The defaults build the text's network exactly.
+"same" padding, a global average, max or average-and-max pool instead of Flatten, dropout
+before the dense layers, and more than one convolution per block (`convs_per_block`, for the
+README's variants). The defaults build the text's network exactly.
 
 Order of operations: each block computes conv → max-pool → ReLU rather than the text's conv →
 ReLU → max-pool. ReLU is monotone, so max(relu(x)) = relu(max(x)) for every pooling window: the
@@ -70,11 +71,23 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 MIN_SCHEDULE_STEPS = 16
 
 
-def feature_map_size(image_size: int, num_blocks: int, padding: str = "valid") -> int:
-    """Side of the last feature map: each block is a 3×3 conv (valid: -2) then a floor 2×2 pool."""
+def feature_map_size(
+    image_size: int, convs_per_block: Sequence[int], padding: str = "valid"
+) -> int:
+    """Side of the last feature map: each block's 3×3 convs (valid: -2 apiece), then a floor
+    2×2 pool."""
     size = image_size
-    for _ in range(num_blocks):
-        size = (size - (2 if padding == "valid" else 0)) // 2
+    for convs in convs_per_block:
+        size = (size - (2 * convs if padding == "valid" else 0)) // 2
+    return size
+
+
+def smallest_image_size(convs_per_block: Sequence[int], padding: str = "valid") -> int:
+    """The least image side leaving a 1×1 last map: the blocks undone from 1×1, last first (the
+    pool doubles the side, each "valid" convolution adds the 2 pixels it trims)."""
+    size = 1
+    for convs in reversed(convs_per_block):
+        size = 2 * size + (2 * convs if padding == "valid" else 0)
     return size
 
 
@@ -112,6 +125,9 @@ class PlantCNN(pl.LightningModule):
         dropout: probability of zeroing a feature before each dense layer (0: the text).
         scheduler: optional `_partial_` LR scheduler (see SchedulerFactory); not saved in the
             hyper-parameters, its state is.
+        convs_per_block: 3×3 convolutions in each block (None: one each, the text); the extra
+            ones keep the block's width and resolution, each followed by its ReLU, before the
+            block's last convolution and pool.
     """
 
     def __init__(
@@ -130,6 +146,7 @@ class PlantCNN(pl.LightningModule):
         global_pool: str | None = None,
         dropout: float = 0.0,
         scheduler: SchedulerFactory | None = None,
+        convs_per_block: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -144,23 +161,27 @@ class PlantCNN(pl.LightningModule):
             )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        side = feature_map_size(image_size, len(conv_channels), padding)
-        if side < 1:
-            # Undo the blocks from a 1×1 map: "same" doubles the side, "valid" doubles it and
-            # adds the 2 pixels its 3×3 convolution trims.
-            blocks = len(conv_channels)
-            if padding == "same":
-                smallest, each = 2**blocks, "halves it"
-            else:
-                smallest, each = 3 * 2**blocks - 2, "trims 2 pixels and halves the rest"
+        if convs_per_block is not None and (
+            len(convs_per_block) != len(conv_channels) or min(convs_per_block) < 1
+        ):
             raise ValueError(
-                f"image_size {image_size} is too small for {blocks} blocks (each {each}): "
-                f"at least {smallest}"
+                f"convs_per_block needs one count of at least 1 per block "
+                f"({len(conv_channels)}), got {list(convs_per_block)}"
+            )
+        depths = list(convs_per_block or [1] * len(conv_channels))
+        side = feature_map_size(image_size, depths, padding)
+        if side < 1:
+            each = "halves it" if padding == "same" else "trims 2 pixels per conv, halves the rest"
+            raise ValueError(
+                f"image_size {image_size} is too small for {len(depths)} blocks (each {each}): "
+                f"at least {smallest_image_size(depths, padding)}"
             )
         # Plain Python types only (config objects such as OmegaConf's ListConfig would arrive as
         # their own classes): checkpoints then load with torch.load(weights_only=True).
         # save_hyperparameters() reads these locals, so they are normalised before it runs.
         conv_channels = [int(c) for c in conv_channels]
+        if convs_per_block is not None:
+            convs_per_block = [int(n) for n in convs_per_block]
         class_names = None if class_names is None else [str(name) for name in class_names]
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.optimizer_factory = optimizer or KERAS_ADAM
@@ -168,17 +189,21 @@ class PlantCNN(pl.LightningModule):
 
         blocks: list[nn.Module] = []
         in_channels = 3
-        for out_channels in conv_channels:
-            conv: list[nn.Module] = [
-                nn.Conv2d(in_channels, out_channels, 3, padding=padding, bias=not batch_norm)
-            ]
-            if batch_norm:
-                conv.append(nn.BatchNorm2d(out_channels))
+        for out_channels, depth in zip(conv_channels, depths, strict=True):
+            conv: list[nn.Module] = []
+            for index in range(depth):
+                conv.append(
+                    nn.Conv2d(in_channels, out_channels, 3, padding=padding, bias=not batch_norm)
+                )
+                if batch_norm:
+                    conv.append(nn.BatchNorm2d(out_channels))
+                if index < depth - 1:
+                    conv.append(nn.ReLU(inplace=True))
+                in_channels = out_channels
             if pool_before_relu:
                 blocks += [*conv, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
             else:
                 blocks += [*conv, nn.ReLU(), nn.MaxPool2d(2)]
-            in_channels = out_channels
         self.features = nn.Sequential(*blocks)
         pooled: list[nn.Module] = {
             None: [],
