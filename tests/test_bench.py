@@ -120,15 +120,41 @@ def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
-    done, results = run_bench(tmp_path, "--quick", "--only", "recipes")
+    done, results = run_bench(tmp_path, "--quick", "--only", "recipes", "--design", "8")
     figures = results["recipes"]
     assert figures["seeds"] == [0]  # params.yaml's seed
+    assert figures["design_images"] == 8 and "design accuracy" in done.stdout
     for recipe, selected_on in (("text", "last_epoch"), ("tuned", "val")):
         run = figures[recipe]
         assert run["epochs"] == [1] and run["selected_on"] == selected_on
         assert isinstance(run["fit_s_mean"], float) and run["fit_s_mean"] > 0, recipe
         assert 0.0 <= run["test_acc_mean"] <= 1.0 and run["test_acc_sd"] == 0.0
+        assert len(run["design_acc"]) == 1 and 0.0 <= run["design_acc_mean"] <= 1.0
     assert figures["tuned_fit_ratio"] == pytest.approx(
         figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], rel=0.05
     )
     assert "tuned_fit_ratio" in done.stdout and "target <= 3.0" in done.stdout
+
+
+def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
+    """The recipes section's extra leaves come from another data seed: none of them is an image
+    the pipeline's own seed draws (with the same seed every one would be)."""
+    from dlrepro.bench import generate_and_prepare
+    from dlrepro.bench_keras import design_set
+    from dlrepro.config import load_config
+    from dlrepro.data.ingest import load_split
+
+    images, labels, classes = load_split(design_set(tmp_path / "design", 8), "test")
+    assert len(images) == 8 and sorted(labels.tolist()) == [0] * 4 + [1] * 4
+    assert classes == ["Diseased", "Healthy"]
+    data = load_config(REPO / "params.yaml").data
+    generate_and_prepare(tmp_path / "own" / "leaves", tmp_path / "own" / "cache", data, 4, 8)
+    own, _, _ = load_split(tmp_path / "own" / "cache", "test")
+    assert not any((image == other).all() for image in images for other in own)
+
+
+def test_design_option_refuses_odd_or_tiny_sizes(tmp_path: Path) -> None:
+    for value in ("7", "0", "x"):
+        command = [sys.executable, "-m", "dlrepro.bench", "--design", value]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 2 and "--design" in done.stderr, value

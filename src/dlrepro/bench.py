@@ -86,9 +86,10 @@ QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES = 96, 32
 class Scale:
     """How much each measurement does; `--quick` shrinks everything for a smoke test."""
 
-    def __init__(self, quick: bool, seeds: tuple[int, ...] | None = None) -> None:
+    def __init__(self, quick: bool, seeds: tuple[int, ...] | None = None, design: int = 0) -> None:
         self.quick = quick
         self.seeds = seeds  # the recipes section: one run per seed (None: params.yaml's seed)
+        self.design = design  # the recipes section: extra generated leaves to score on (0: none)
         self.import_repeats = 1 if quick else 3
         self.sgemm_repeats = 3 if quick else 10
         # Lightning and the plain loop alternate, one epoch each, `rounds` times: on a shared
@@ -789,7 +790,8 @@ def bench_vs_keras(scale: Scale) -> dict[str, Any]:
 
 def bench_recipes(scale: Scale) -> dict[str, Any]:
     """train@text beside train@tuned (dlrepro.bench_keras, imported when the section runs)."""
-    return importlib.import_module("dlrepro.bench_keras").bench_recipes(scale.quick, scale.seeds)
+    module = importlib.import_module("dlrepro.bench_keras")
+    return module.bench_recipes(scale.quick, scale.seeds, scale.design)
 
 
 RUNNERS: dict[str, Callable[[Scale], dict[str, Any] | None]] = {
@@ -842,6 +844,17 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def design_size(text: str) -> int:
+    """`--design N`: an even number of extra leaves (the generator splits them by class)."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an even number of images") from None
+    if size < 2 or size % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: an even number of images >= 2")
+    return size
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dlrepro.bench", description=__doc__.split("\n\n")[0]
@@ -868,9 +881,18 @@ def main(argv: list[str] | None = None) -> None:
         help="the recipes section trains each recipe once per seed (seed and datamodule.seed) "
         "and reports mean and standard deviation, e.g. 0,1,2",
     )
+    parser.add_argument(
+        "--design",
+        type=design_size,
+        default=0,
+        metavar="N",
+        help="the recipes section also scores each selected model on N extra generated leaves "
+        "(data.seed + 1: neither train, val nor test), for recipe choices finer than val's "
+        "120 images can tell apart, e.g. 1200",
+    )
     args = parser.parse_args(argv)
     output = args.output or paths.repo_root() / DEFAULT_OUTPUT
-    scale = Scale(args.quick, args.seeds)
+    scale = Scale(args.quick, args.seeds, args.design)
     print(f"load average at start: {load_average()} on {os.cpu_count()} logical CPUs")
     if args.scale:
         figures = importlib.import_module("dlrepro.bench_scale").bench_scale(args.scale)

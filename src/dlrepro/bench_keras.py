@@ -24,6 +24,7 @@ always uses a tiny generated set and one epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -128,9 +129,15 @@ def run_keras(python: Path, data_root: Path, tmp: Path, epochs: int, seed: int) 
 
 
 def run_stage(
-    cache: Path, tmp: Path, epochs: int | None, seed: int | None = None, recipe: str = "text"
+    cache: Path,
+    tmp: Path,
+    epochs: int | None,
+    seed: int | None = None,
+    recipe: str = "text",
+    design_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """`train@<recipe>` in a temporary root, for `epochs` (None: the recipe's) and `seed`."""
+    """`train@<recipe>` in a temporary root, for `epochs` (None: the recipe's) and `seed`;
+    its selected model scored on the test split, and on `design_cache`'s when given."""
     root = paths.repo_root()
     stage_root = tmp / f"stage-{recipe}"
     shutil.copytree(cache, stage_root / paths.CACHE)  # inside the root, as the stage reads it
@@ -157,7 +164,11 @@ def run_stage(
     train = json.loads((stage_root / paths.METRICS / "train" / f"{recipe}.json").read_text())
     selected = stage_root / paths.selected_checkpoint(recipe, train["selected_on"])
     images = train["train_images"]
+    design = {}
+    if design_cache is not None:
+        design["design_acc"] = checkpoint_test_accuracy(selected, design_cache)
     return {
+        **design,
         "program_wall_s": wall,
         "fit_s": observed["fit_s"],
         "fit_img_s": images * train["epochs"] / observed["fit_s"],
@@ -302,10 +313,30 @@ RECIPES = ("text", "tuned")
 TUNED_COST_TARGET = 3.0  # issue 11: the tuned recipe's training at most 3x the text recipe's
 
 
-def bench_recipes(quick: bool, seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
+def design_set(tmp: Path, size: int) -> Path:
+    """`size` leaves from the pipeline's generator with `data.seed` + 1, prepared like the
+    pipeline's (a cache whose test split holds them): images no split of the pipeline's
+    dataset holds, to compare recipes on more images than val's without touching test."""
+    data = load_config(paths.repo_root() / "params.yaml").data
+    cache = tmp / "design" / "cache"
+    # The fewest train images ingest accepts (val takes one per class): only `test` is read.
+    generate_and_prepare(
+        tmp / "design" / paths.LEAVES.name,
+        cache,
+        dataclasses.replace(data, seed=data.seed + 1),
+        train=4,
+        test=size,
+    )
+    return cache
+
+
+def bench_recipes(
+    quick: bool, seeds: tuple[int, ...] | None = None, design: int = 0
+) -> dict[str, Any]:
     """train@text and train@tuned, one after the other on the same data, once per seed: what
     the tuned recipe costs against the text's, and what each buys on the test split (its
-    selected checkpoint), with the seed-to-seed spread."""
+    selected checkpoint), with the seed-to-seed spread; with `design`, also each selected
+    model's accuracy on that many extra generated leaves (`design_set`)."""
     root = paths.repo_root()
     seeds = seeds or (load_config(root / "params.yaml").seed,)
     load_start = load_average()
@@ -313,17 +344,26 @@ def bench_recipes(quick: bool, seeds: tuple[int, ...] | None = None) -> dict[str
     with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
         tmp = Path(tmp_name)
         _, cache, described = dataset(tmp, quick)
+        design_cache = design_set(tmp, design) if design else None
         epochs = 1 if quick else None  # None: each recipe's own max_epochs
         for seed in seeds:
             for recipe in RECIPES:
-                run = run_stage(cache, tmp / f"seed{seed}", epochs, seed=seed, recipe=recipe)
+                run = run_stage(
+                    cache, tmp / f"seed{seed}", epochs, seed, recipe, design_cache=design_cache
+                )
                 runs[recipe].append(run)
+                scored = f", design acc {run['design_acc']:.4f}" if design else ""
                 print(
-                    f"recipes: {recipe} seed {seed}: test acc {run['test_acc']:.4f}, "
+                    f"recipes: {recipe} seed {seed}: test acc {run['test_acc']:.4f}{scored}, "
                     f"fit {run['fit_s']:.1f} s",
                     flush=True,
                 )
-    figures: dict[str, Any] = {"dataset": described, "quick": quick, "seeds": list(seeds)}
+    figures: dict[str, Any] = {
+        "dataset": described,
+        "quick": quick,
+        "seeds": list(seeds),
+        "design_images": design,
+    }
     for recipe, per_seed in runs.items():
         accuracies = [run["test_acc"] for run in per_seed]
         fits = [run["fit_s"] for run in per_seed]
@@ -340,6 +380,10 @@ def bench_recipes(quick: bool, seeds: tuple[int, ...] | None = None) -> dict[str
             "selected_on": per_seed[0]["selected_on"],
             "best_val_acc": [round(run["best_val_acc"], 4) for run in per_seed],
         }
+        if design:
+            scores = [run["design_acc"] for run in per_seed]
+            figures[recipe]["design_acc"] = [round(a, 4) for a in scores]
+            figures[recipe]["design_acc_mean"] = round(statistics.fmean(scores), 4)
     figures["tuned_fit_ratio"] = round(
         figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], 3
     )
@@ -356,6 +400,14 @@ def bench_recipes(quick: bool, seeds: tuple[int, ...] | None = None) -> dict[str
                 f"best val/acc {run['best_val_acc']}",
             )
         )
+        if design:
+            table.append(
+                (
+                    f"{recipe}: design accuracy",
+                    f"{run['design_acc_mean']}",
+                    f"{design} generated leaves (data.seed + 1), per seed {run['design_acc']}",
+                )
+            )
         table.append(
             (
                 f"{recipe}: fit",
