@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrepro import paths
+from dlrepro.allocator import keep_freed_memory
 from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
 from dlrepro.config.schema import DataConfig
@@ -431,6 +432,7 @@ def lightning_worker(spec_path: str) -> None:
     (params, cache, limit, out) and writes the step stamps and peak RSS to spec["result"].
     """
     spec = json.loads(Path(spec_path).read_text())
+    keep_freed_memory()  # as the train stage does
     from dlrepro.plant.model import PlantCNN
     from dlrepro.plant.train import fit_plant_cnn
 
@@ -479,9 +481,11 @@ def plain_worker(spec_path: str) -> None:
     Environment variables such as OMP_WAIT_POLICY act only when the OpenMP runtime starts, so
     every variant gets a fresh interpreter, the configured one included.
     """
+    spec = json.loads(Path(spec_path).read_text())
+    if spec["keep_freed_memory"]:
+        keep_freed_memory()  # as the train stage does, before any tensor exists
     import torch
 
-    spec = json.loads(Path(spec_path).read_text())
     if spec["threads"] is not None:
         torch.set_num_threads(spec["threads"])
     cfg = load_config(spec["params"])
@@ -513,22 +517,27 @@ def run_worker(
 
 def tuning_variants(
     cfg: Config, default_threads: int
-) -> list[tuple[str, bool, int | None, dict[str, str]]]:
-    """(label, channels_last, threads or None for torch's default, extra environment).
+) -> list[tuple[str, bool, int | None, dict[str, str], bool]]:
+    """(label, channels_last, threads or None for torch's default, extra environment,
+    keep_freed_memory).
 
     The configured setting comes first; the others change one thing each.
     """
     configured = cfg.recipes[BENCH_RECIPE].model.channels_last
     variants = [
-        (f"configured (channels_last={configured})", configured, None, {}),
-        (f"channels_last={not configured}", not configured, None, {}),
+        (f"configured (channels_last={configured})", configured, None, {}, True),
+        (f"channels_last={not configured}", not configured, None, {}, True),
     ]
     for threads in dict.fromkeys((physical_cores(), 1)):
         if threads != default_threads:
-            variants.append((f"torch.set_num_threads({threads})", configured, threads, {}))
+            variants.append((f"torch.set_num_threads({threads})", configured, threads, {}, True))
     # libgomp's worker threads spin while they wait; on a CPU shared with other processes a
     # spinning thread holds a core another thread of the same step is waiting for.
-    variants.append(("OMP_WAIT_POLICY=PASSIVE", configured, None, {"OMP_WAIT_POLICY": "PASSIVE"}))
+    variants.append(
+        ("OMP_WAIT_POLICY=PASSIVE", configured, None, {"OMP_WAIT_POLICY": "PASSIVE"}, True)
+    )
+    # What dlrepro.allocator buys: glibc's default, every large block a fresh mmap.
+    variants.append(("glibc malloc defaults", configured, None, {}, False))
     return variants
 
 
@@ -555,8 +564,9 @@ def bench_tuning(
     limits: dict[str, list[float]] = {label: [] for label, *_ in variants}
     threads_used: dict[str, int] = {}
     for _ in range(scale.tuning_rounds):
-        for label, channels_last, threads, env in variants:
+        for label, channels_last, threads, env, keep_freed in variants:
             variant = {**spec, "channels_last": channels_last, "threads": threads}
+            variant["keep_freed_memory"] = keep_freed
             result = run_worker(tmp, "plain_worker", variant, env)
             rates[label].append(steady_rate(result["stamps"], scale.warmup_steps))
             limits[label].append(result["sgemm_gflops"] * 1e9 / step_flops)
@@ -581,6 +591,7 @@ def bench_tuning(
 
 
 def bench_training(scale: Scale) -> dict[str, Any]:
+    keep_freed_memory()  # the plain loop runs in this process: as the train stage does
     import torch
 
     load_start = load_average()

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from dlrepro import paths
+from dlrepro.allocator import keep_freed_memory
 from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
 from dlrepro.config.load import flatten
@@ -86,6 +87,7 @@ def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # before any tensor: each step reuses the last one's buffers
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")
     recipe = recipe_argument(list(cfg.recipes))
