@@ -77,16 +77,18 @@ def trained(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("recipe", ["text", "tuned"])
 def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trained, recipe):
     """best.ckpt's score is its weights' accuracy on val, and every epoch's val/acc in the
-    history is measured on val's images (the count proves which split)."""
+    history is measured on val's images (the count proves which split). Validation sees each
+    image once, as it comes: the tuned recipe averages symmetries only when it answers."""
     summary = json.loads((trained / "metrics" / "train" / f"{recipe}.json").read_text())
     assert summary["val_images"] == len(load_split(trained / "data" / "cache", "val")[1])
     images, labels, classes = load_split(trained / "data" / "cache", "val")
     model_dir = trained / "models" / "plant_cnn" / recipe
-    best = PlantCNN.load_from_checkpoint(model_dir / "best.ckpt", weights_only=True)
+    single = {"weights_only": True, "average_symmetries": False}
+    best = PlantCNN.load_from_checkpoint(model_dir / "best.ckpt", **single)
     assert evaluate(best, images, labels, classes)["accuracy"] == pytest.approx(
         summary["best_val_acc"]
     )
-    last = PlantCNN.load_from_checkpoint(model_dir / "last.ckpt", weights_only=True)
+    last = PlantCNN.load_from_checkpoint(model_dir / "last.ckpt", **single)
     assert evaluate(last, images, labels, classes)["accuracy"] == pytest.approx(
         summary["last_val_acc"]
     )
@@ -104,6 +106,7 @@ def test_evaluation_reads_test_once_and_says_what_it_measured(
     metrics = json.loads((trained / "metrics" / "evaluate" / f"{recipe}.json").read_text())
     assert metrics["recipe"] == recipe and metrics["selected_on"] == selected_on
     assert metrics["split"] == "test" and metrics["checkpoint"] == checkpoint
+    assert metrics["views_per_image"] == (8 if recipe == "tuned" else 1)
     images, labels, classes = load_split(trained / "data" / "cache", "test")
     model = PlantCNN.load_from_checkpoint(
         trained / "models" / "plant_cnn" / recipe / checkpoint, weights_only=True

@@ -17,7 +17,7 @@ from dlrepro.plant.datamodule import (
     PlantDataModule,
     images_to_tensor,
 )
-from dlrepro.plant.model import AvgMaxPool, PlantCNN
+from dlrepro.plant.model import AvgMaxPool, PlantCNN, square_symmetries
 
 CLASSES = ["Diseased", "Healthy"]
 
@@ -349,3 +349,55 @@ def test_an_epoch_over_a_memmapped_cache_does_not_keep_the_split_resident(tmp_pa
         images, _ = from_map[plan]
         assert torch.equal(images, in_memory[plan][0])
     assert rss_file_bytes() - before < pixels.nbytes / 4
+
+
+def test_norm_after_pool_normalises_the_pooled_map_with_the_same_parameters():
+    """norm_after_pool: conv → pool → norm → ReLU, the same parameters as conv → norm → pool →
+    ReLU, and in training mode each block's statistics are those of the pooled map."""
+    options = {"conv_channels": (4, 8), "dense_units": None, "batch_norm": True}
+    options |= {"padding": "same", "global_pool": "avgmax"}
+    before = PlantCNN(image_size=16, **options)
+    after = PlantCNN(image_size=16, norm_after_pool=True, **options)
+    names = [type(m).__name__ for m in after.features]
+    assert names == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] * 2
+    assert after.features[0].bias is None  # the norm's shift replaces it, as before
+    assert [p.shape for p in after.parameters()] == [p.shape for p in before.parameters()]
+    images = torch.rand(5, 3, 16, 16)
+    pooled = F.max_pool2d(after.features[0](images), 2)
+    after.train()(images)
+    torch.testing.assert_close(after.features[2].running_mean, 0.1 * pooled.mean((0, 2, 3)))
+    with_extra = PlantCNN(image_size=16, norm_after_pool=True, convs_per_block=[2, 1], **options)
+    names = [type(m).__name__ for m in with_extra.features[:6]]
+    assert names == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d"]
+
+
+def test_square_symmetries_are_the_eight_quarter_turns_and_mirrors():
+    images = torch.rand(2, 3, 6, 6)
+    views = square_symmetries(images)
+    assert len(views) == 8 and torch.equal(views[0], images)
+    expected = [
+        torch.rot90(flipped, turns, dims=(2, 3))
+        for turns in range(4)
+        for flipped in (images, images.flip(2))  # a mirror after a turn is a turn after one
+    ]
+    for view in views:
+        assert sum(torch.equal(view, other) for other in expected) == 1
+    assert all(not torch.equal(a, b) for i, a in enumerate(views) for b in views[i + 1 :])
+
+
+def test_average_symmetries_answers_alike_for_every_symmetry_of_an_image():
+    """The averaged answer is the mean of the 8 views' probabilities, so turning or mirroring the
+    image cannot change it; the single-view answer (the default) does change."""
+    options = {"conv_channels": (4, 8), "dense_units": None, "batch_norm": True}
+    options |= {"padding": "same", "global_pool": "avgmax", "image_size": 16}
+    averaged = PlantCNN(average_symmetries=True, **options).eval()
+    single = PlantCNN(**options).eval()
+    images = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        answer = averaged.predicted_probabilities(images)
+        views = [single.probabilities(single(view)) for view in square_symmetries(images)]
+        torch.testing.assert_close(answer, torch.stack(views).mean(0))
+        for view in square_symmetries(images)[1:]:
+            torch.testing.assert_close(averaged.predicted_probabilities(view), answer)
+        turned = torch.rot90(images, 1, dims=(2, 3))
+        assert not torch.allclose(single.predicted_probabilities(turned), views[0])

@@ -25,9 +25,9 @@ def case_root(tmp_path: Path) -> Path:
         {"source": "data/x", "classes": ["Diseased", "Healthy"], "counts": counts}
         | {"skipped": [], "leaks": []},
     )
-    for name, best, best_epoch, test, selected_on, epochs in (
-        ("tuned", 0.97, 27, 0.955, "val", 30),
-        ("text", 0.81, 6, 0.745, "last_epoch", 10),
+    for name, best, best_epoch, test, selected_on, views, epochs in (
+        ("tuned", 0.97, 27, 0.955, "val", 8, 30),
+        ("text", 0.81, 6, 0.745, "last_epoch", 1, 10),
     ):
         write(
             tmp_path / "metrics" / "train" / f"{name}.json",
@@ -38,6 +38,7 @@ def case_root(tmp_path: Path) -> Path:
         write(
             tmp_path / "metrics" / "evaluate" / f"{name}.json",
             {"recipe": name, "selected_on": selected_on, "classes": ["Diseased", "Healthy"]}
+            | {"views_per_image": views}
             | scores,
         )
     return tmp_path
@@ -49,8 +50,8 @@ def test_recipes_are_side_by_side_with_the_text_first(tmp_path):
     markdown = render_markdown([], case, tmp_path)
     assert HONEST_EVALUATION in markdown
     rows = [line for line in markdown.splitlines() if line.startswith(("| text |", "| tuned |"))]
-    assert rows[0].startswith("| text | last_epoch | 10 | 1,234 | 0.81 (epoch 6) | 0.745 |")
-    assert rows[1].startswith("| tuned | val | 30 | 1,234 | 0.97 (epoch 27) | 0.955 |")
+    assert rows[0].startswith("| text | last_epoch | 1 | 10 | 1,234 | 0.81 (epoch 6) | 0.745 |")
+    assert rows[1].startswith("| tuned | val | 8 | 30 | 1,234 | 0.97 (epoch 27) | 0.955 |")
 
 
 def test_the_folder_counts_and_the_selection_optimism_are_findings(tmp_path):

@@ -72,7 +72,7 @@ class ParityError(DlreproError):
 
 def class_probabilities(model: PlantCNN, images: torch.Tensor) -> torch.Tensor:
     """(N, C) class probabilities: the binary model's P(classes[1]) becomes [1 − p, p]."""
-    probabilities = model.probabilities(model(images))
+    probabilities = model.predicted_probabilities(images)
     if model.is_binary:
         return torch.stack([1 - probabilities, probabilities], dim=1)
     return probabilities

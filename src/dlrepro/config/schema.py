@@ -178,6 +178,11 @@ class ModelConfig:
     dropout: float = rule(ge=0, lt=1)  # before the dense layers
     # 3×3 convolutions per block, one count per width; None: one each (the text)
     convs_per_block: list[int] | None = rule(ge=1)
+    # batch_norm only: each block normalises after its pool (a quarter of the values) rather
+    # than before it; a different function from conv → norm → pool
+    norm_after_pool: bool = MISSING
+    # evaluation, export and prediction average the 8 symmetries of each image (8× the cost)
+    average_symmetries: bool = MISSING
 
 
 @dataclass

@@ -54,7 +54,7 @@ def predict_probabilities(model: PlantCNN, images: np.ndarray, batch_size: int =
             starts = range(0, len(images), batch_size)
             for start in tqdm(starts, desc="evaluate", unit="batch", disable=None):
                 batch = images_to_tensor(images[start : start + batch_size]).to(model.device)
-                chunks.append(model.probabilities(model(batch)).float().cpu())
+                chunks.append(model.predicted_probabilities(batch).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy()

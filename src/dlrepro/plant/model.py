@@ -30,8 +30,9 @@ More than two classes use a `num_classes`-logit head with cross-entropy (softmax
 
 Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv,
 "same" padding, a global average, max or average-and-max pool instead of Flatten, dropout
-before the dense layers, and more than one convolution per block (`convs_per_block`, for the
-README's variants). The defaults build the text's network exactly.
+before the dense layers, more than one convolution per block (`convs_per_block`, for the
+README's variants), and batch norm after the pool (`norm_after_pool`). The defaults build the
+text's network exactly.
 
 Order of operations: each block computes conv → max-pool → ReLU rather than the text's conv →
 ReLU → max-pool. ReLU is monotone, so max(relu(x)) = relu(max(x)) for every pooling window: the
@@ -91,6 +92,16 @@ def smallest_image_size(convs_per_block: Sequence[int], padding: str = "valid") 
     return size
 
 
+def square_symmetries(images: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 symmetries of square images (N, C, S, S): each of the 4 quarter turns, as it is and
+    mirrored left to right; the first is the images themselves."""
+    views = []
+    for turns in range(4):
+        turned = torch.rot90(images, turns, dims=(2, 3)) if turns else images
+        views += [turned, turned.flip(3)]
+    return views
+
+
 class AvgMaxPool(nn.Module):
     """Each channel's mean and maximum over the feature map, side by side: (N, 2C, 1, 1)."""
 
@@ -128,6 +139,13 @@ class PlantCNN(pl.LightningModule):
         convs_per_block: 3×3 convolutions in each block (None: one each, the text); the extra
             ones keep the block's width and resolution, each followed by its ReLU, before the
             block's last convolution and pool.
+        norm_after_pool: with batch_norm, each block's last convolution is normalised after
+            its pool (conv → pool → norm → ReLU): a different function from conv → norm →
+            pool (the statistics are the pooled values', and a negative scale no longer
+            commutes with the max), at a quarter of the normalisation's memory traffic.
+        average_symmetries: `predicted_probabilities` (what evaluation, export and prediction
+            answer) averages the probabilities of the image's 8 symmetries (`square_symmetries`);
+            training and validation see each image once, as it comes.
     """
 
     def __init__(
@@ -147,6 +165,8 @@ class PlantCNN(pl.LightningModule):
         dropout: float = 0.0,
         scheduler: SchedulerFactory | None = None,
         convs_per_block: Sequence[int] | None = None,
+        norm_after_pool: bool = False,
+        average_symmetries: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -192,15 +212,19 @@ class PlantCNN(pl.LightningModule):
         for out_channels, depth in zip(conv_channels, depths, strict=True):
             conv: list[nn.Module] = []
             for index in range(depth):
+                last = index == depth - 1
                 conv.append(
                     nn.Conv2d(in_channels, out_channels, 3, padding=padding, bias=not batch_norm)
                 )
-                if batch_norm:
+                if batch_norm and not (last and norm_after_pool):
                     conv.append(nn.BatchNorm2d(out_channels))
-                if index < depth - 1:
+                if not last:
                     conv.append(nn.ReLU(inplace=True))
                 in_channels = out_channels
-            if pool_before_relu:
+            if batch_norm and norm_after_pool:
+                blocks += [*conv, nn.MaxPool2d(2), nn.BatchNorm2d(out_channels)]
+                blocks.append(nn.ReLU(inplace=True))
+            elif pool_before_relu:
                 blocks += [*conv, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
             else:
                 blocks += [*conv, nn.ReLU(), nn.MaxPool2d(2)]
@@ -256,6 +280,15 @@ class PlantCNN(pl.LightningModule):
             return torch.sigmoid(logits[:, 0])
         return torch.softmax(logits, dim=1)
 
+    def predicted_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """What evaluation, export and prediction answer for float images (N, 3, S, S): the
+        `probabilities` of the logits, averaged over the 8 symmetries of each image when
+        `average_symmetries` (one forward pass per symmetry: 8× the cost)."""
+        if not self.hparams.average_symmetries:
+            return self.probabilities(self(images))
+        views = square_symmetries(images)
+        return sum(self.probabilities(self(view)) for view in views) / len(views)
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_binary:
             return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
@@ -283,7 +316,7 @@ class PlantCNN(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        return self.probabilities(self(images))
+        return self.predicted_probabilities(images)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = self.optimizer_factory(self.parameters())

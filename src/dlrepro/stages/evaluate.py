@@ -78,6 +78,8 @@ def main() -> None:
             "selected_on": selected_on,
             "split": "test",
             "checkpoint": checkpoint.name,
+            # 8: each answer averages the image's 8 symmetries (the model's average_symmetries)
+            "views_per_image": 8 if model.hparams.average_symmetries else 1,
             **{k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")},
         }
         metrics = write_json(root / paths.METRICS / "evaluate" / f"{recipe}.json", summary)
