@@ -49,17 +49,21 @@ def steady_steps(mode: str) -> tuple[bool, int, int]:
     return applied == "True", int(faults), int(growth)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_a_step_reuses_the_last_steps_memory_instead_of_faulting_it_in():
     applied, kept_faults, kept_growth = steady_steps("keep")
+    if not applied:
+        pytest.skip("this C library refused the settings (not glibc)")
     _, default_faults, _ = steady_steps("default")
-    assert applied
-    # The 65 MB blocks alone are 2 × 16,384 pages of 4 KB a step when each is a fresh mapping.
+    # The 65 MB blocks alone are 2 × 15,876 pages of 4 KB a step when each is a fresh mapping.
     assert default_faults > 20_000
     assert kept_faults < 1_000
     assert kept_growth < 50  # the kept blocks are reused, not piled up step after step
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_training_steps_compute_the_same_values_either_way(tmp_path):
     """Only where buffers come from changes: a few steps of the text's CNN give bit-identical
     weights with and without the setting."""
@@ -67,7 +71,7 @@ def test_training_steps_compute_the_same_values_either_way(tmp_path):
 import sys, torch
 from dlrepro.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
-    keep_freed_memory()
+    assert keep_freed_memory()
 from dlrepro.plant.model import PlantCNN
 torch.manual_seed(0)
 model = PlantCNN(image_size=32)

@@ -24,7 +24,13 @@ from dlrepro.predict import OnnxModel, to_model_input
 
 CLASSES = ["Diseased", "Healthy"]
 SMALL = {"image_size": 32, "conv_channels": (4, 8), "dense_units": 8}
-TEXT = {"image_size": 128}  # the text's architecture: 7,392,449 parameters, ≈30 MB of weights
+TEXT = {"image_size": 128}
+# the tuned recipe's options, small: batch norm after the pool, mean+max pool, 8 views averaged
+TUNED = {"image_size": 32, "conv_channels": (4, 8), "dense_units": None, "batch_norm": True}
+TUNED |= {"padding": "same", "global_pool": "avgmax", "norm_after_pool": True}
+TUNED |= {
+    "average_symmetries": True
+}  # the text's architecture: 7,392,449 parameters, ≈30 MB of weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -61,7 +67,7 @@ def write_checkpoint(path: Path, classes=CLASSES, **arch) -> PlantCNN:
     return model
 
 
-@pytest.mark.parametrize("arch", [SMALL, TEXT], ids=["32px", "128px-text"])
+@pytest.mark.parametrize("arch", [SMALL, TEXT, TUNED], ids=["32px", "128px-text", "32px-tuned"])
 def test_exports_answer_as_the_checkpoint(tmp_path, arch):
     write_checkpoint(tmp_path / "best.ckpt", **arch)
     size = arch["image_size"]
@@ -90,8 +96,26 @@ def test_onnx_metadata_says_what_inference_needs(tmp_path):
     assert props["min_side"] == "20"
     assert (props["channel_order"], props["layout"], props["scale"]) == ("RGB", "NCHW", "1/255")
     assert "P(classes[i])" in props["output"]
+    assert props["views_per_image"] == "1"
     info = OnnxModel(path).info
     assert (info.classes, info.image_size, info.min_side) == (CLASSES, 32, 20)
+
+
+def test_an_export_averaging_symmetries_answers_alike_for_a_turned_or_mirrored_image(tmp_path):
+    """Parity alone would pass if both formats dropped the averaging: the ONNX graph itself must
+    give a quarter-turned or mirrored image the answer of the image, and say it averages 8."""
+    write_checkpoint(tmp_path / "best.ckpt", **TUNED)
+    path = export.export_onnx(load_checkpoint(tmp_path / "best.ckpt"), tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert props["views_per_image"] == "8"
+    model = OnnxModel(path)
+    images = random_images(4, 32)
+    answer = model.probabilities(images)
+    assert answer[:, 1].std() > 0.05  # answers that differ between images: invariance is real
+    for changed in (np.rot90(images, 1, axes=(1, 2)), images[:, :, ::-1]):
+        np.testing.assert_allclose(
+            model.probabilities(np.ascontiguousarray(changed)), answer, atol=1e-5
+        )
 
 
 def test_batch_dimension_is_dynamic_in_both_formats(tmp_path):

@@ -17,7 +17,7 @@ from dlrepro.plant.datamodule import (
     PlantDataModule,
     images_to_tensor,
 )
-from dlrepro.plant.model import AvgMaxPool, PlantCNN, square_symmetries
+from dlrepro.plant.model import AvgMaxPool, PlantCNN, load_checkpoint, square_symmetries
 
 CLASSES = ["Diseased", "Healthy"]
 
@@ -401,3 +401,38 @@ def test_average_symmetries_answers_alike_for_every_symmetry_of_an_image():
             torch.testing.assert_close(averaged.predicted_probabilities(view), answer)
         turned = torch.rot90(images, 1, dims=(2, 3))
         assert not torch.allclose(single.predicted_probabilities(turned), views[0])
+
+
+def test_average_symmetries_keeps_a_multiclass_answer_a_distribution():
+    model = PlantCNN(num_classes=3, image_size=16, conv_channels=(4,), average_symmetries=True)
+    answer = model.eval().predicted_probabilities(torch.rand(5, 3, 16, 16))
+    assert answer.shape == (5, 3) and model.views_per_image == 8
+    torch.testing.assert_close(answer.sum(1), torch.ones(5))
+
+
+def test_norm_after_pool_without_a_norm_to_move_is_refused():
+    with pytest.raises(ValueError, match="norm_after_pool needs batch_norm"):
+        PlantCNN(image_size=32, norm_after_pool=True)
+    with pytest.raises(ValueError, match="norm_after_pool needs batch_norm"):
+        PlantCNN(image_size=32, batch_norm=True, norm_after_pool=True, pool_before_relu=False)
+
+
+def test_a_checkpoint_from_before_the_new_options_loads_with_them_off(tmp_path):
+    """Checkpoints written before norm_after_pool and average_symmetries existed have neither in
+    their hyper-parameters: they load as the networks they were, one view per answer."""
+    import pytorch_lightning as pl
+
+    model = PlantCNN(image_size=32, conv_channels=(4, 8), batch_norm=True, class_names=["a", "b"])
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "old.ckpt", weights_only=True)
+    saved = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    for name in ("norm_after_pool", "average_symmetries"):
+        del saved["hyper_parameters"][name]
+    torch.save(saved, tmp_path / "old.ckpt")
+    loaded = load_checkpoint(tmp_path / "old.ckpt")
+    assert loaded.views_per_image == 1 and not loaded.hparams.norm_after_pool
+    images = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(
+        loaded.predicted_probabilities(images), model.eval()(images)[:, 0].sigmoid()
+    )

@@ -39,6 +39,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    # Both are asked for, whatever the first answers (each returns 1 when it took the value;
+    # glibc 2.36 here takes a 1 GiB threshold, though its manual gives 32 MB as the limit).
+    kept = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    served = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    return bool(kept and served)

@@ -1,6 +1,6 @@
 """`make bench`: where the time goes on this machine, as figures and ratios (never pass/fail).
 
-    python -m dlrepro.bench [--quick] [--only SECTION] [--output PATH]
+    python -m dlrepro.bench [--quick] [--only SECTION] [--output PATH] [--seeds S,S] [--design N]
 
 Sections:
 
@@ -13,10 +13,14 @@ Sections:
   the pipeline's own `fit_plant_cnn` (in a fresh process, whose peak RSS is the training memory),
   the same model and batches in a plain PyTorch loop (the two take turns, one epoch at a time,
   and each Lightning epoch is set against the plain epochs either side of it), data loading
-  alone, and a few settings tried for speed (channels_last on/off, thread count).
+  alone, and a few settings tried for speed (channels_last on/off, thread count,
+  OMP_WAIT_POLICY, glibc's malloc defaults instead of `dlrepro.allocator`'s).
 - vs_keras: the text's Keras program (its own TensorFlow venv, `make keras-env`) beside the train
   stage on the same data: walls, throughputs, peak RSS, accuracies and their ratios
   (dlrepro.bench_keras).
+- recipes: train@text beside train@tuned, once per seed (`--seeds 0,1,2`): each one's test
+  accuracy and fit time, the tuned/text time ratio, and with `--design N` each selected model's
+  accuracy on N further generated leaves (dlrepro.bench_keras).
 - scale (`--scale 800,4000,20000`, instead of the others): prepare and train cost per image
   and the train stage's peak RSS as the training set grows (dlrepro.bench_scale).
 - predict: the rows of `dlrepro.bench_predict.run()` when that module exists.
@@ -591,7 +595,6 @@ def bench_tuning(
 
 
 def bench_training(scale: Scale) -> dict[str, Any]:
-    keep_freed_memory()  # the plain loop runs in this process: as the train stage does
     import torch
 
     load_start = load_average()
@@ -902,6 +905,9 @@ def main(argv: list[str] | None = None) -> None:
         "120 images can tell apart, e.g. 1200",
     )
     args = parser.parse_args(argv)
+    # As the train stage does, before any tensor: the plain loop and the predict section's torch
+    # figures run in this process, and every section then measures under the same allocator.
+    keep_freed_memory()
     output = args.output or paths.repo_root() / DEFAULT_OUTPUT
     scale = Scale(args.quick, args.seeds, args.design)
     print(f"load average at start: {load_average()} on {os.cpu_count()} logical CPUs")

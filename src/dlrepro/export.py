@@ -3,8 +3,10 @@
 What is exported is the checkpoint's `PlantCNN` in eval mode *with its output activation*: the
 graph answers class probabilities (N, C), column i = P(classes[i]), so the ONNX file, the
 registered MLflow model and the served endpoint all answer probabilities, with no sigmoid left to
-the caller. For the text's binary model the columns are [1 − p, p] with p = sigmoid(logit) =
-P(classes[1]), computed exactly as `PlantCNN.probabilities` computes p.
+the caller. For the text's binary model the columns are [1 − p, p] with p = P(classes[1]) as
+`PlantCNN.predicted_probabilities` computes it: sigmoid(logit), or for a model with
+`average_symmetries` the mean of that over the image's 8 symmetries, inside the graph (8 passes
+of the network per image; the metadata says how many, META_VIEWS).
 
 The graph's input is float32 (N, 3, S, S): RGB, NCHW, uint8 pixels × 1/255 (training's
 `images_to_tensor`), with a dynamic batch dimension. What inference needs to know is embedded in
@@ -53,6 +55,7 @@ from dlrepro.predict import (
     META_MIN_SIDE,
     META_OUTPUT,
     META_SCALE,
+    META_VIEWS,
     OnnxModel,
 )
 
@@ -79,7 +82,7 @@ def class_probabilities(model: PlantCNN, images: torch.Tensor) -> torch.Tensor:
 
 
 class ProbabilityModel(nn.Module):
-    """The exported graph: PlantCNN + its output activation, images → class probabilities."""
+    """The exported graph: PlantCNN's `predicted_probabilities`, images → class probabilities."""
 
     def __init__(self, model: PlantCNN) -> None:
         super().__init__()
@@ -111,6 +114,7 @@ def onnx_metadata(model: PlantCNN, min_side: int = DEFAULT_MIN_SIDE) -> dict[str
         META_LAYOUT: "NCHW",
         META_SCALE: "1/255",
         META_OUTPUT: f"{OUTPUT_NAME}: float32 (N, C), column i = P(classes[i]), rows sum to 1",
+        META_VIEWS: str(model.views_per_image),
     }
 
 

@@ -71,6 +71,7 @@ META_CHANNEL_ORDER = "channel_order"  # "RGB"
 META_LAYOUT = "layout"  # "NCHW"
 META_SCALE = "scale"  # "1/255": uint8 pixels × 1/255, float32
 META_OUTPUT = "output"  # what the single output means
+META_VIEWS = "views_per_image"  # "8": each answer averages the 8 symmetries of the image
 REQUIRED_METADATA = (META_CLASSES, META_IMAGE_SIZE)
 
 

@@ -181,8 +181,9 @@ HONEST_EVALUATION = (
     "checkpoint selection and early stopping read val, and the test split is read once, by "
     "evaluate. The text recipe is the text's program as Keras runs it (10 epochs, the final "
     "model evaluated, nothing selected), so its figure is comparable with the Keras program's; "
-    "the tuned recipe keeps its best val epoch and answers for each image the mean of its 8 "
-    "symmetries (views per image). The old way's optimism shows in the errata row "
+    "the tuned recipe keeps its best val epoch. Views per image: how many of the image's 8 "
+    "symmetries each test answer averages (validation, and so best val/acc, sees one). The old "
+    "way's optimism shows in the errata row "
     "on validation_data. Training wall time is not a reproducible output: each train run logs "
     "it to MLflow (fit_seconds), and `make bench` measures it."
 )

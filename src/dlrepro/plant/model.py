@@ -28,11 +28,12 @@ Deliberate differences from the Keras code, none of which changes what is learnt
 
 More than two classes use a `num_classes`-logit head with cross-entropy (softmax at predict time).
 
-Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv,
-"same" padding, a global average, max or average-and-max pool instead of Flatten, dropout
-before the dense layers, more than one convolution per block (`convs_per_block`, for the
-README's variants), and batch norm after the pool (`norm_after_pool`). The defaults build the
-text's network exactly.
+Beyond the text (the tuned recipe, `conf/model/leaf_net.yaml`): batch norm after each conv or
+after each block's pool (`norm_after_pool`), "same" padding, a global average, max or
+average-and-max pool instead of Flatten, dropout before the dense layers, more than one
+convolution per block (`convs_per_block`, for the README's variants), and answers averaged over
+the 8 symmetries of each image (`average_symmetries`, see `predicted_probabilities`). The
+defaults build the text's network exactly.
 
 Order of operations: each block computes conv → max-pool → ReLU rather than the text's conv →
 ReLU → max-pool. ReLU is monotone, so max(relu(x)) = relu(max(x)) for every pooling window: the
@@ -92,11 +93,14 @@ def smallest_image_size(convs_per_block: Sequence[int], padding: str = "valid") 
     return size
 
 
+SYMMETRIES = 8  # of a square: 4 quarter turns, each as it is and mirrored
+
+
 def square_symmetries(images: torch.Tensor) -> list[torch.Tensor]:
     """The 8 symmetries of square images (N, C, S, S): each of the 4 quarter turns, as it is and
     mirrored left to right; the first is the images themselves."""
     views = []
-    for turns in range(4):
+    for turns in range(SYMMETRIES // 2):
         turned = torch.rot90(images, turns, dims=(2, 3)) if turns else images
         views += [turned, turned.flip(3)]
     return views
@@ -181,6 +185,11 @@ class PlantCNN(pl.LightningModule):
             )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if norm_after_pool and not (batch_norm and pool_before_relu):
+            raise ValueError(
+                "norm_after_pool needs batch_norm (a norm to move) and the conv → pool → ReLU "
+                "order (pool_before_relu)"
+            )
         if convs_per_block is not None and (
             len(convs_per_block) != len(conv_channels) or min(convs_per_block) < 1
         ):
@@ -280,11 +289,16 @@ class PlantCNN(pl.LightningModule):
             return torch.sigmoid(logits[:, 0])
         return torch.softmax(logits, dim=1)
 
+    @property
+    def views_per_image(self) -> int:
+        """Forward passes behind each answer of `predicted_probabilities`: 8 or 1."""
+        return SYMMETRIES if self.hparams.average_symmetries else 1
+
     def predicted_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """What evaluation, export and prediction answer for float images (N, 3, S, S): the
         `probabilities` of the logits, averaged over the 8 symmetries of each image when
         `average_symmetries` (one forward pass per symmetry: 8× the cost)."""
-        if not self.hparams.average_symmetries:
+        if self.views_per_image == 1:
             return self.probabilities(self(images))
         views = square_symmetries(images)
         return sum(self.probabilities(self(view)) for view in views) / len(views)

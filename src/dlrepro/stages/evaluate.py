@@ -79,7 +79,7 @@ def main() -> None:
             "split": "test",
             "checkpoint": checkpoint.name,
             # 8: each answer averages the image's 8 symmetries (the model's average_symmetries)
-            "views_per_image": 8 if model.hparams.average_symmetries else 1,
+            "views_per_image": model.views_per_image,
             **{k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")},
         }
         metrics = write_json(root / paths.METRICS / "evaluate" / f"{recipe}.json", summary)
