@@ -164,11 +164,7 @@ def run_stage(
     train = json.loads((stage_root / paths.METRICS / "train" / f"{recipe}.json").read_text())
     selected = stage_root / paths.selected_checkpoint(recipe, train["selected_on"])
     images = train["train_images"]
-    design = {}
-    if design_cache is not None:
-        design["design_acc"] = checkpoint_test_accuracy(selected, design_cache)
-    return {
-        **design,
+    run = {
         "program_wall_s": wall,
         "fit_s": observed["fit_s"],
         "fit_img_s": images * train["epochs"] / observed["fit_s"],
@@ -182,6 +178,9 @@ def run_stage(
         "selected_on": train["selected_on"],
         "test_acc": checkpoint_test_accuracy(selected, cache),
     }
+    if design_cache is not None:
+        run["design_acc"] = checkpoint_test_accuracy(selected, design_cache)
+    return run
 
 
 def loop_rate(stamps: list[list[float]]) -> float:
@@ -200,9 +199,9 @@ def epoch_seconds(stamps: list[list[float]]) -> list[float]:
 def checkpoint_test_accuracy(checkpoint: Path, cache: Path) -> float:
     from dlrepro.data.ingest import load_split
     from dlrepro.plant.evaluate import evaluate
-    from dlrepro.plant.model import PlantCNN
+    from dlrepro.plant.model import load_checkpoint
 
-    model = PlantCNN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    model = load_checkpoint(checkpoint)
     images, labels, classes = load_split(cache, "test")
     return evaluate(model, images, labels, classes)["accuracy"]
 
