@@ -36,6 +36,7 @@ from dlrepro.stages.train import (
     fingerprint,
     read_settings,
     stage_params,
+    trainer_options,
     unhashed_settings,
 )
 
@@ -146,6 +147,34 @@ def test_precision_reaches_the_trainer_and_changes_the_result(own_cfg, tmp_path)
     assert not torch.equal(full, bf16)
 
 
+def test_a_recipes_own_trainer_arguments_override_the_shared_ones(own_cfg, tmp_path):
+    cfg = own_cfg
+    assert cfg.recipes["tuned"].trainer == {"precision": "bf16-mixed"}  # conf/recipe/tuned.yaml
+    tuned, text = trainer_options(cfg, "tuned"), trainer_options(cfg, "text")
+    assert tuned["precision"] == "bf16-mixed" and text["precision"] == cfg.trainer["precision"]
+    assert tuned["max_epochs"] == cfg.recipes["tuned"].max_epochs
+    assert {k: v for k, v in tuned.items() if k not in ("precision", "max_epochs")} == {
+        k: v for k, v in text.items() if k not in ("precision", "max_epochs")
+    }
+    built, _ = build_trainer({**tuned, "enable_progress_bar": False}, tmp_path)
+    assert built.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("max_epochs", r"^recipes\.tuned\.trainer\.max_epochs: not a recipe's to set; use recipes"),
+        ("_target_", r"^recipes\.tuned\.trainer\._target_: not a recipe's to set; use trainer"),
+    ],
+)
+def test_a_recipe_cannot_set_its_epochs_or_trainer_class_twice(tmp_path, option, message):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["recipes"]["tuned"]["trainer"][option] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "params.yaml")
+
+
 def test_optimizer_is_built_from_its_node(own_cfg):
     cfg = own_cfg
     cfg.data.image_size = 16
@@ -211,14 +240,8 @@ BAD_TRAINER = {
 }
 
 
-@pytest.mark.parametrize("key", sorted(BAD_TRAINER))
-def test_a_value_that_cannot_run_is_refused_before_any_output_is_touched(stage_root, key):
-    if key == "accelerator" and torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    value, message = BAD_TRAINER[key]
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["image_size"] = 16
-    params["trainer"][key] = value
+def _refused_by_the_stage(stage_root: Path, params: dict, message: str) -> None:
+    """The real train stage refuses `params` in one line matching `message`, touching nothing."""
     (stage_root / "params.yaml").write_text(yaml.safe_dump(params))
     load_config(stage_root / "params.yaml")  # valid for the schema: only Lightning can tell
     model_dir = stage_root / "models" / "plant_cnn" / "text"
@@ -237,6 +260,25 @@ def test_a_value_that_cannot_run_is_refused_before_any_output_is_touched(stage_r
     assert re.search(message, errors[0]), errors[0]
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
     assert not (stage_root / "plots").exists() and not (stage_root / "metrics").exists()
+
+
+@pytest.mark.parametrize("key", sorted(BAD_TRAINER))
+def test_a_value_that_cannot_run_is_refused_before_any_output_is_touched(stage_root, key):
+    if key == "accelerator" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    value, message = BAD_TRAINER[key]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["image_size"] = 16
+    params["trainer"][key] = value
+    _refused_by_the_stage(stage_root, params, message)
+
+
+def test_a_recipes_own_trainer_value_is_refused_under_the_recipes_key(stage_root):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["image_size"] = 16
+    params["recipes"]["text"]["trainer"] = {"precision": "8-true"}
+    message = r"^error: recipes\.text\.trainer\.precision='8-true': unknown; allowed: 16-true"
+    _refused_by_the_stage(stage_root, params, message)
 
 
 def test_fp16_on_a_cpu_is_refused_rather_than_silently_bf16():

@@ -182,7 +182,9 @@ HONEST_EVALUATION = (
     "evaluate. The text recipe is the text's program as Keras runs it (10 epochs, the final "
     "model evaluated, nothing selected), so its figure is comparable with the Keras program's; "
     "the tuned recipe keeps its best val epoch. Views per image: how many of the image's 8 "
-    "symmetries each test answer averages (validation, and so best val/acc, sees one). The old "
+    "symmetries each test answer averages (validation, and so best val/acc, sees one). Training "
+    "arithmetic: the Trainer's precision (bf16-mixed: bfloat16 products, float32 weights; "
+    "evaluation runs in float32). The old "
     "way's optimism shows in the errata row "
     "on validation_data. Training wall time is not a reproducible output: each train run logs "
     "it to MLflow (fit_seconds), and `make bench` measures it."
@@ -193,6 +195,7 @@ RECIPE_HEADER = [
     "views per image",
     "epochs",
     "parameters",
+    "training arithmetic",
     "best val/acc (its epoch)",
     "test accuracy",
     "precision",
@@ -216,6 +219,7 @@ def _recipe_rows(case: CaseStudy) -> list[list[str]]:
             str(r.evaluate["views_per_image"]),
             str(r.train["epochs"]),
             f"{r.train['parameters']:,}",
+            r.train.get("precision", "-"),  # Lightning's name: 32-true, bf16-mixed, ...
             _best_val(r.train),
             *(_fmt(r.evaluate[k]) for k in CASE_STUDY_FIGURES),
         ]

@@ -102,6 +102,10 @@ def _cross_check(cfg: Config) -> None:
                 (node or {}).get("_target_"), str
             ):
                 raise ConfigError(f"{key}.{part}: needs a `_target_` naming the class to build")
+        for option in ("_target_", "max_epochs"):
+            if option in recipe.trainer:
+                use = f"{key}.max_epochs" if option == "max_epochs" else "trainer._target_"
+                raise ConfigError(f"{key}.trainer.{option}: not a recipe's to set; use {use}")
         for callback, node in recipe.callbacks.items():
             if node is not None and not (isinstance(node, dict) and "_target_" in node):
                 raise ConfigError(

@@ -205,13 +205,15 @@ SELECTIONS = ("last_epoch", "val")
 class RecipeConfig:
     """One way to train the plant CNN (`conf/recipe/`): what `train@<name>` fits and what
     `evaluate@<name>` measures. selected_on: the weights evaluated and exported, the last
-    epoch's (the text: no selection) or the best val/acc epoch's."""
+    epoch's (the text: no selection) or the best val/acc epoch's. trainer: Trainer arguments this
+    recipe sets over the shared `trainer` (e.g. its precision), checked like them."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: Instantiable = MISSING  # e.g. torch.optim.Adam, `_partial_: true`
     scheduler: Instantiable | None = MISSING  # a torch LR scheduler, `_partial_: true`, or null
     augment: AugmentConfig | None = MISSING
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> instantiable or null
+    trainer: dict[str, Any] = field(default_factory=dict)  # over `trainer`, for this recipe
     max_epochs: int = rule(ge=1)
     selected_on: str = rule(choices=SELECTIONS)
 

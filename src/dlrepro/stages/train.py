@@ -26,7 +26,7 @@ import yaml
 from dlrepro import paths
 from dlrepro.allocator import keep_freed_memory
 from dlrepro.cli import recipe_argument, run_stage
-from dlrepro.config import load_config
+from dlrepro.config import Config, load_config
 from dlrepro.config.load import flatten
 from dlrepro.errors import ConfigError
 from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
@@ -86,6 +86,22 @@ def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
     return hashlib.md5(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
+def trainer_options(cfg: Config, recipe: str) -> dict[str, Any]:
+    """The Trainer arguments of `train@<recipe>`: the shared `trainer`, the recipe's own over them
+    (`recipes.<name>.trainer`, e.g. the tuned recipe's precision), and the recipe's epochs."""
+    spec = cfg.recipes[recipe]
+    return {**cfg.trainer, **spec.trainer, "max_epochs": spec.max_epochs}
+
+
+def recipe_keyed(err: ConfigError, recipe: str, own: dict[str, Any]) -> ConfigError:
+    """An error about a Trainer argument the recipe sets names the recipe's key, where the user
+    would change it."""
+    text = str(err)
+    if any(text.startswith((f"trainer.{name}=", f"trainer.{name}:")) for name in own):
+        return ConfigError(f"recipes.{recipe}.{text}")
+    return err
+
+
 def main() -> None:
     keep_freed_memory()  # before any tensor: each step reuses the last one's buffers
     root = paths.repo_root()
@@ -128,14 +144,16 @@ def main() -> None:
         cfg, recipe, classes, (train_images, train_labels), (val_images, val_labels)
     )
     model = build_plant_cnn(cfg, recipe, classes)
-    trainer_options = {**cfg.trainer, "max_epochs": spec.max_epochs}
-    trainer, callbacks = build_trainer(
-        trainer_options,
-        out_dir,
-        spec.callbacks,
-        callbacks_key=f"recipes.{recipe}.callbacks",
-        seed=cfg.seed,
-    )
+    try:
+        trainer, callbacks = build_trainer(
+            trainer_options(cfg, recipe),
+            out_dir,
+            spec.callbacks,
+            callbacks_key=f"recipes.{recipe}.callbacks",
+            seed=cfg.seed,
+        )
+    except ConfigError as err:
+        raise recipe_keyed(err, recipe, spec.trainer) from None
     check_hashed(settings, root, recipe)
 
     stamp = fingerprint(settings, dvc_md5(cache))
@@ -194,6 +212,7 @@ def main() -> None:
             "train_images": len(train_labels),
             "val_images": len(val_labels),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "precision": trainer.precision,  # the shared trainer's or the recipe's own
         }
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
         write_json(out_dir / RUN_FILE, {"fingerprint": stamp, "finished": True})
