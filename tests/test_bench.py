@@ -89,6 +89,9 @@ def test_quick_vs_keras_section_runs_the_train_stage_and_says_how_to_add_keras(
         assert isinstance(figures[name], float) and figures[name] > 0, name
     assert 0.0 <= figures["stage_test_acc"] <= 1.0
     assert figures["epochs"] == 1 and len(figures["stage_epoch_s"]) == 1
+    bf16 = figures["bf16"]  # the same stage once more, its recipe in bfloat16
+    assert bf16["precision"] == "bf16-mixed" and bf16["loop_img_s"] > 0
+    assert 0.0 <= bf16["stage_test_acc"] <= 1.0 and "bf16 loop" in done.stdout
     if keras_python(REPO) is None:
         assert figures["keras"] == KERAS_MISSING and "make keras-env" in done.stdout
         assert "loop_speedup" not in figures
@@ -97,6 +100,9 @@ def test_quick_vs_keras_section_runs_the_train_stage_and_says_how_to_add_keras(
             assert isinstance(figures[name], float) and figures[name] > 0, name
         assert figures["loop_speedup"] == pytest.approx(
             figures["loop_img_s"] / figures["keras_fit_img_s"], rel=0.01
+        )
+        assert bf16["loop_speedup"] == pytest.approx(
+            bf16["loop_img_s"] / figures["keras_fit_img_s"], rel=0.01
         )
 
 

@@ -58,6 +58,7 @@ QUICK_SIZES = (96, 32)  # train, test images: three training steps, enough to ti
 LOOP_SPEEDUP_TARGET = 2.0
 STAGE_WALL_RATIO_TARGET = 0.5
 WARMUP_STEPS = 3
+BF16 = "bf16-mixed"  # the vs_keras section's second dlrepro run: the text recipe in bfloat16
 
 # Runs the train stage as `python -m` would, and records around it what the Keras side records.
 STAGE_OBSERVER = """
@@ -135,9 +136,11 @@ def run_stage(
     seed: int | None = None,
     recipe: str = "text",
     design_cache: Path | None = None,
+    trainer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`train@<recipe>` in a temporary root, for `epochs` (None: the recipe's) and `seed`;
-    its selected model scored on the test split, and on `design_cache`'s when given."""
+    """`train@<recipe>` in a temporary root, for `epochs` (None: the recipe's) and `seed`, with
+    `trainer` over the recipe's own Trainer arguments; its selected model scored on the test
+    split, and on `design_cache`'s when given."""
     root = paths.repo_root()
     stage_root = tmp / f"stage-{recipe}"
     shutil.copytree(cache, stage_root / paths.CACHE)  # inside the root, as the stage reads it
@@ -146,6 +149,11 @@ def run_stage(
     if epochs is not None:
         params["recipes"][recipe]["max_epochs"] = epochs
     params["trainer"]["enable_progress_bar"] = False
+    if trainer:
+        params["recipes"][recipe]["trainer"] = {
+            **params["recipes"][recipe].get("trainer", {}),
+            **trainer,
+        }
     if seed is not None:  # the model's initial weights, the batch order and augmentation
         params["seed"] = params["datamodule"]["seed"] = seed
     (stage_root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -176,6 +184,7 @@ def run_stage(
         "epochs": train["epochs"],
         "best_val_acc": train["best_val_acc"],
         "selected_on": train["selected_on"],
+        "precision": train["precision"],
         "test_acc": checkpoint_test_accuracy(selected, cache),
     }
     if design_cache is not None:
@@ -235,6 +244,49 @@ def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str,
         "stage_wall_ratio": round(stage["program_wall_s"] / keras["program_wall_s"], 3),
         "peak_rss_ratio": round(stage["peak_rss_bytes"] / keras["peak_rss_bytes"], 3),
     }
+
+
+def bf16_figures(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str, Any]:
+    """The text recipe once more under bfloat16 autocast: the same network and recipe in a
+    different arithmetic (bf16 products, float32 sums and weights), so not the text's function;
+    what `-S recipes.text.trainer.precision=bf16-mixed` buys on this machine."""
+    figures = {
+        "precision": stage["precision"],  # as the stage's Trainer ran
+        "loop_img_s": round(stage["loop_img_s"], 1),
+        "stage_wall_s": round(stage["program_wall_s"], 1),
+        "stage_fit_img_s": round(stage["fit_img_s"], 1),
+        "stage_peak_rss_gb": round(stage["peak_rss_bytes"] / 1e9, 3),
+        "stage_test_acc": round(stage["test_acc"], 4),
+    }
+    if keras is not None:
+        figures["loop_speedup"] = round(stage["loop_img_s"] / keras["fit_img_s"], 3)
+        figures["stage_wall_ratio"] = round(stage["program_wall_s"] / keras["program_wall_s"], 3)
+    return figures
+
+
+def bf16_rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+    note = "the text recipe under bf16 autocast: a different arithmetic"
+    out = [
+        ("bf16 loop", f"{figures['loop_img_s']} img/s", note),
+        ("bf16 program wall", f"{figures['stage_wall_s']} s", "process start to exit"),
+        ("bf16 peak RSS", f"{figures['stage_peak_rss_gb']} GB", "VmHWM of the process"),
+        ("bf16 test accuracy", f"{figures['stage_test_acc']}", "final model, test split"),
+    ]
+    for key, target, at_least in (
+        ("loop_speedup", LOOP_SPEEDUP_TARGET, True),
+        ("stage_wall_ratio", STAGE_WALL_RATIO_TARGET, False),
+    ):
+        if key in figures:
+            met = figures[key] >= target if at_least else figures[key] <= target
+            bound = f"{'>=' if at_least else '<='} {target}"
+            out.append(
+                (
+                    f"bf16 {key}",
+                    f"{figures[key]:.3f}",
+                    f"target {bound}: {'met' if met else 'not met'}",
+                )
+            )
+    return out
 
 
 def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -298,12 +350,19 @@ def bench_vs_keras(quick: bool) -> dict[str, Any]:
         data_root, cache, described = dataset(tmp, quick)
         keras = None if python is None else run_keras(python, data_root, tmp, epochs, cfg.seed)
         stage = run_stage(cache, tmp, epochs)
-    figures = {**comparison(keras, stage), "dataset": described, "quick": quick}
+        (tmp / "bf16").mkdir()
+        bf16 = run_stage(cache, tmp / "bf16", epochs, trainer={"precision": BF16})
+    figures = {
+        **comparison(keras, stage),
+        "bf16": bf16_figures(keras, bf16),
+        "dataset": described,
+        "quick": quick,
+    }
     load_end = load_average()
     figures["load_average"] = {"start": load_start, "end": load_end}
     print_table(
         "vs_keras: the text's Keras program beside the train stage",
-        [*rows(figures), load_row(load_start, load_end)],
+        [*rows(figures), *bf16_rows(figures["bf16"]), load_row(load_start, load_end)],
     )
     return figures
 
