@@ -149,3 +149,37 @@ def test_a_stage_meeting_a_refusing_server_touches_no_output(refusing_server, tm
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "refused the request (HTTP 403" in errors[0], done.stderr
     assert (model_dir / "best.ckpt").read_bytes() == b"earlier weights"
+
+
+def test_a_ctrl_c_during_a_tracking_write_takes_effect_when_the_write_ends():
+    """The interrupt waits for the block (an MLflow write) and then arrives as Ctrl-C would."""
+    import os
+    import signal
+    import time
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
+    steps = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with tracking.interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the signal is handled here, and nothing is raised
+                steps.append("write finished")
+        assert steps == ["write finished"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with tracking.interrupts_deferred():  # no Ctrl-C, no interrupt
+            steps.append("second write")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert steps == ["write finished", "second write"]
+
+
+def test_the_stage_logger_is_lightnings_mlflow_logger_with_guarded_writes(tmp_path):
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    logger = tracking.mlflow_logger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert isinstance(logger, MLFlowLogger)
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    logger.finalize()
+    history = logger.experiment.get_metric_history(logger.run_id, "val/acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5)]

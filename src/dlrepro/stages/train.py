@@ -128,7 +128,7 @@ def main() -> None:
         fit,
         history_figure,
     )
-    from dlrepro.tracking import dvc_md5, stage_run, tracking_uri
+    from dlrepro.tracking import dvc_md5, mlflow_logger, stage_run, tracking_uri
 
     cache = root / paths.CACHE
     # train and val only: the test split is read by `evaluate` alone
@@ -174,8 +174,6 @@ def main() -> None:
         fit(trainer, callbacks, model, datamodule, resume)
         return
 
-    from pytorch_lightning.loggers import MLFlowLogger
-
     from dlrepro.tracking import FINGERPRINT_TAG, interrupted_run, log_outcome
 
     params = {**settings, "data.path": cfg.data.path, "data.seed": cfg.data.seed, "recipe": recipe}
@@ -194,7 +192,7 @@ def main() -> None:
         # (a resumed run writes the same bytes as an uninterrupted one).
         tags={FINGERPRINT_TAG: stamp, "dlrepro.resumed": str(resume).lower()},
     ) as run:
-        trainer.logger = MLFlowLogger(run_id=run.info.run_id, tracking_uri=tracking_uri())
+        trainer.logger = mlflow_logger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
         fit_seconds = time.perf_counter() - started
