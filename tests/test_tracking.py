@@ -160,11 +160,10 @@ def test_a_ctrl_c_during_a_tracking_write_takes_effect_when_the_write_ends():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
     steps = []
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with tracking.interrupts_deferred():
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)  # the signal is handled here, and nothing is raised
-                steps.append("write finished")
+        with pytest.raises(KeyboardInterrupt), tracking.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is handled here, and nothing is raised
+            steps.append("write finished")
         assert steps == ["write finished"]
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         with tracking.interrupts_deferred():  # no Ctrl-C, no interrupt
