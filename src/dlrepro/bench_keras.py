@@ -58,6 +58,12 @@ QUICK_SIZES = (96, 32)  # train, test images: three training steps, enough to ti
 LOOP_SPEEDUP_TARGET = 2.0
 STAGE_WALL_RATIO_TARGET = 0.5
 WARMUP_STEPS = 3
+# figure -> (target, whether it is a floor): the issue's targets for the vs_keras ratios
+TARGETS = {
+    "loop_speedup": (LOOP_SPEEDUP_TARGET, True),
+    "stage_wall_ratio": (STAGE_WALL_RATIO_TARGET, False),
+    "peak_rss_ratio": (1.0, False),
+}
 BF16 = "bf16-mixed"  # the vs_keras section's second dlrepro run: the text recipe in bfloat16
 
 # Runs the train stage as `python -m` would, and records around it what the Keras side records.
@@ -246,22 +252,24 @@ def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str,
     }
 
 
+BF16_KEYS = ("loop_img_s", "stage_wall_s", "stage_fit_img_s", "stage_peak_rss_gb", "stage_test_acc")
+BF16_RATIOS = ("loop_speedup", "stage_wall_ratio")
+
+
 def bf16_figures(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str, Any]:
     """The text recipe once more under bfloat16 autocast: the same network and recipe in a
     different arithmetic (bf16 products, float32 sums and weights), so not the text's function;
     what `-S recipes.text.trainer.precision=bf16-mixed` buys on this machine."""
-    figures = {
-        "precision": stage["precision"],  # as the stage's Trainer ran
-        "loop_img_s": round(stage["loop_img_s"], 1),
-        "stage_wall_s": round(stage["program_wall_s"], 1),
-        "stage_fit_img_s": round(stage["fit_img_s"], 1),
-        "stage_peak_rss_gb": round(stage["peak_rss_bytes"] / 1e9, 3),
-        "stage_test_acc": round(stage["test_acc"], 4),
-    }
-    if keras is not None:
-        figures["loop_speedup"] = round(stage["loop_img_s"] / keras["fit_img_s"], 3)
-        figures["stage_wall_ratio"] = round(stage["program_wall_s"] / keras["program_wall_s"], 3)
-    return figures
+    figures = comparison(keras, stage)
+    kept = [*BF16_KEYS, *(BF16_RATIOS if keras is not None else ())]
+    return {"precision": stage["precision"], **{key: figures[key] for key in kept}}
+
+
+def target_note(figures: dict[str, Any], key: str) -> str:
+    """The figure against its target in TARGETS, e.g. `target >= 2.0: met`."""
+    target, at_least = TARGETS[key]
+    met = figures[key] >= target if at_least else figures[key] <= target
+    return f"target {'>=' if at_least else '<='} {target}: {'met' if met else 'not met'}"
 
 
 def bf16_rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -272,20 +280,9 @@ def bf16_rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("bf16 peak RSS", f"{figures['stage_peak_rss_gb']} GB", "VmHWM of the process"),
         ("bf16 test accuracy", f"{figures['stage_test_acc']}", "final model, test split"),
     ]
-    for key, target, at_least in (
-        ("loop_speedup", LOOP_SPEEDUP_TARGET, True),
-        ("stage_wall_ratio", STAGE_WALL_RATIO_TARGET, False),
-    ):
+    for key in BF16_RATIOS:
         if key in figures:
-            met = figures[key] >= target if at_least else figures[key] <= target
-            bound = f"{'>=' if at_least else '<='} {target}"
-            out.append(
-                (
-                    f"bf16 {key}",
-                    f"{figures[key]:.3f}",
-                    f"target {bound}: {'met' if met else 'not met'}",
-                )
-            )
+            out.append((f"bf16 {key}", f"{figures[key]:.3f}", target_note(figures, key)))
     return out
 
 
@@ -319,21 +316,14 @@ def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
     if "keras" in figures:
         out.append(("Keras", "not run", figures["keras"]))
         return out
-    targets = {
-        "loop_speedup": (LOOP_SPEEDUP_TARGET, True),
-        "stage_wall_ratio": (STAGE_WALL_RATIO_TARGET, False),
-        "peak_rss_ratio": (1.0, False),
-    }
     for key, note in (
         ("loop_speedup", "dlrepro loop ÷ Keras fit throughput"),
         ("fit_speedup", "fit throughput ÷ Keras fit throughput"),
         ("stage_wall_ratio", "train stage wall ÷ Keras program wall"),
         ("peak_rss_ratio", "peak RSS ÷ Keras peak RSS"),
     ):
-        if key in targets:
-            target, at_least = targets[key]
-            met = figures[key] >= target if at_least else figures[key] <= target
-            note += f"; target {'>=' if at_least else '<='} {target}: {'met' if met else 'not met'}"
+        if key in TARGETS:
+            note += f"; {target_note(figures, key)}"
         out.append((key, f"{figures[key]:.3f}", note))
     return out
 
