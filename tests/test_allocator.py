@@ -58,7 +58,10 @@ def test_a_step_reuses_the_last_steps_memory_instead_of_faulting_it_in():
     _, default_faults, _ = steady_steps("default")
     # The 65 MB blocks alone are 2 × 15,876 pages of 4 KB a step when each is a fresh mapping.
     assert default_faults > 20_000
-    assert kept_faults < 1_000
+    # Kept, fewer pages are faulted in a step than half of one such block: neither comes from a
+    # fresh mapping any more. The rest varies by machine (about 1 a step on the 2-core AMD kind;
+    # 2,393 on a CI machine, where something smaller than these blocks still maps fresh pages).
+    assert kept_faults < 15_876 // 2
     assert kept_growth < 50  # the kept blocks are reused, not piled up step after step
 
 
