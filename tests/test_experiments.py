@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -87,32 +86,14 @@ def experiments(root: Path) -> dict[str, dict]:
     return found
 
 
-def queue_workers(root: Path) -> list[int]:
-    """Process ids of the `dvc exp queue-worker` processes running in `root`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            cwd = Path(os.readlink(proc / "cwd"))
-        except (OSError, ValueError):
-            continue  # not a process, or it exited meanwhile
-        if b"queue-worker" in cmdline and cwd.is_relative_to(root):
-            found.append(int(proc.name))
-    return found
-
-
 def wait_for_queue(root: Path) -> str:
-    """The queue's status once its workers have exited. Not polled with `dvc queue status`
-    meanwhile: each call broadcasts to the workers through kombu's filesystem broker, which
-    writes message files in place, and a worker that reads one half-written stops with
-    JSONDecodeError (treeverse/dvc#10428)."""
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
-    while queue_workers(root) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        status = dvc(root, "queue", "status").stdout
+        if not any(state in status for state in ("Queued", "Running")):
+            return status
         time.sleep(3)
-    status = dvc(root, "queue", "status").stdout
-    if any(state in status for state in ("Queued", "Running")):
-        raise AssertionError(f"queue still busy once its workers stopped:\n{status}")
-    return status
+    raise AssertionError(f"queue still busy after {QUEUE_TIMEOUT_S} s:\n{status}")
 
 
 def worker_logs(root: Path) -> dict[str, str]:
