@@ -39,6 +39,17 @@ BATCHES = {"sqlite": ("16", "8"), "postgresql": ("24", "12")}
 EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
 # What a worker's or an experiment's log must not hold (MLflow's own INFO lines are fine).
 ERROR_LINE = re.compile(r"Traceback|\bERROR\b|^error:|database is locked|OperationalError", re.M)
+# Upstream, not dlrepro: with two workers, kombu's filesystem broker (DVC's queue) lets one worker
+# read a message file the other has created but not yet written, and the reader's consumer stops
+# with this traceback (treeverse/dvc#10428; seen in 2 of 6 queue runs in one session, every
+# experiment succeeding). It is cut out of a worker's log before ERROR_LINE looks; nothing else is.
+BROKER_RACE = re.compile(
+    r"^\[[^]]*CRITICAL/MainProcess\] Unrecoverable error: JSONDecodeError\(.*\)\n"
+    r"Traceback \(most recent call last\):\n"
+    r"(?:  .*\n)*?  File \"[^\"]*/kombu/transport/filesystem\.py\", line \d+, in _get\n"
+    r"(?:  .*\n)*json\.decoder\.JSONDecodeError: .*$",
+    re.M,
+)
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -257,7 +268,7 @@ def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(member,
         log = dvc(member, "queue", "logs", exp).stdout
         assert not ERROR_LINE.search(log), f"{exp}:\n{log}"
     for path, log in worker_logs(member).items():
-        assert not ERROR_LINE.search(log), f"{path}:\n{log}"
+        assert not ERROR_LINE.search(BROKER_RACE.sub("", log)), f"{path}:\n{log}"
 
     client = mlflow_client(uri)
     runs = {r.data.tags.get("dvc.exp_name"): r for r in train_runs(uri)}
