@@ -249,42 +249,60 @@ def test_a_queue_of_8_runs_two_at_a_time_and_the_store_keeps_every_epoch(member,
     wall = time.monotonic() - started
     succeeded = {line.split()[1] for line in status.splitlines() if line.endswith(" Success")}
 
+    shown = experiments(member)
     grid = {
         exp: found
-        for exp, found in experiments(member).items()
+        for exp, found in shown.items()
         if str(found["params"]["data"]["batch_size"]) in BATCHES[name]
     }
-    assert sorted(
-        (str(text_lr(e)), str(e["params"]["data"]["batch_size"])) for e in grid.values()
-    ) == sorted((lr, batch) for lr in LR_GRID for batch in BATCHES[name])
     failed = sorted(set(grid) - succeeded)
     assert not failed, "\n".join(  # the failed experiments' logs, fetched only on failure
         [status, *(dvc(member, "queue", "logs", exp, check=False).stdout for exp in failed)]
     )
+    # Upstream, not dlrepro: with two workers DVC can report an experiment Success and yet lose
+    # its experiment ref, so `dvc exp show` lacks it (treeverse/dvc#8014, #10673; seen once in
+    # 6 runs here). Its run is then judged from the tracking store, the part dlrepro owns.
+    client = mlflow_client(uri)
+    runs = {r.data.tags.get("dvc.exp_name"): r for r in train_runs(uri)}
+    lost = sorted(  # this grid's: a run in this store with one of its batch sizes
+        exp
+        for exp in succeeded - set(shown)
+        if exp in runs and runs[exp].data.params["datamodule.batch_size"] in BATCHES[name]
+    )
+    if lost:
+        print(f"DVC lost the experiment refs of {lost} (upstream); judged from the store")
+    points_run = [(str(text_lr(e)), str(e["params"]["data"]["batch_size"])) for e in grid.values()]
+    points_run += [
+        (runs[e].data.params[LR], runs[e].data.params["datamodule.batch_size"]) for e in lost
+    ]
+    assert sorted(points_run) == sorted((lr, batch) for lr in LR_GRID for batch in BATCHES[name])
     assert digest(member) == before  # the main workspace was not touched
     assert run(member, "git", "status", "--porcelain").stdout == ""  # nor anything beside it
 
-    for exp in grid:
+    for exp in [*grid, *lost]:
         log = dvc(member, "queue", "logs", exp).stdout
         assert not ERROR_LINE.search(log), f"{exp}:\n{log}"
     for path, log in worker_logs(member).items():
         assert not ERROR_LINE.search(BROKER_RACE.sub("", log)), f"{path}:\n{log}"
 
-    client = mlflow_client(uri)
-    runs = {r.data.tags.get("dvc.exp_name"): r for r in train_runs(uri)}
-    for exp, found in grid.items():
+    epochs = {found["metrics"]["metrics/train/text.json"]["epochs"] for found in grid.values()}
+    assert len(epochs) == 1  # one recipe, so one epoch count for every point
+    for exp in [*grid, *lost]:
         tracked = runs[exp]  # in the chosen store, not in the deleted temporary copy
         assert tracked.info.status == "FINISHED"
-        assert tracked.data.params[LR] == str(text_lr(found))
-        assert tracked.data.params["datamodule.batch_size"] == str(
-            found["params"]["data"]["batch_size"]
-        )
-        summary = found["metrics"]["metrics/train/text.json"]
+        if exp in grid:
+            found = grid[exp]
+            assert tracked.data.params[LR] == str(text_lr(found))
+            assert tracked.data.params["datamodule.batch_size"] == str(
+                found["params"]["data"]["batch_size"]
+            )
         for metric in EPOCH_METRICS:  # every epoch, each once
             history = client.get_metric_history(tracked.info.run_id, metric)
             assert sorted(m.step for m in history) == sorted({m.step for m in history}), metric
-            assert len(history) == summary["epochs"], (exp, metric)
-        val_acc = client.get_metric_history(tracked.info.run_id, "val/acc")
-        assert max(m.value for m in val_acc) == pytest.approx(summary["best_val_acc"])
+            assert len(history) == next(iter(epochs)), (exp, metric)
+        if exp in grid:
+            summary = grid[exp]["metrics"]["metrics/train/text.json"]
+            val_acc = client.get_metric_history(tracked.info.run_id, "val/acc")
+            assert max(m.value for m in val_acc) == pytest.approx(summary["best_val_acc"])
         assert client.list_artifacts(tracked.info.run_id, "plots/train/text")
     print(f"queue of {points} on {name}: {wall:.0f} s with -j 2")
