@@ -65,6 +65,36 @@ def test_quick_training_bench_prints_and_writes_numeric_figures(tmp_path: Path) 
     assert training["train_step_gflop_per_image"] == pytest.approx(0.5106, abs=1e-3)
     assert training["forward_gflop_per_image"] == pytest.approx(0.1794, abs=1e-3)
     assert training["tuning"][0]["vs_configured"] == 1.0  # the configured setting is the baseline
+    import torch
+
+    if not torch.cuda.is_available():  # the accelerator=auto rows are a GPU machine's alone
+        assert training["accelerator_auto"] == []
+        assert "accelerator=auto" not in done.stdout
+
+
+@pytest.mark.slow
+def test_accelerator_runs_fit_the_recipes_and_keep_a_failed_run_as_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the training section runs on a CUDA machine, run here where accelerator="auto" finds
+    the CPU: the tuned recipe in its own precision, and a run that fails (an unknown precision)
+    becomes a row with its error rather than ending the bench."""
+    from dlrepro import bench
+    from dlrepro.config import load_config
+
+    cfg = load_config(REPO / "params.yaml")
+    bench.generate_and_prepare(tmp_path / "leaves", tmp_path / "cache", cfg.data, 64, 16)
+    monkeypatch.setattr(bench, "ACCELERATOR_RUNS", (("tuned", None), ("text", "no-such-precision")))
+    scale = bench.Scale(quick=True)
+    scale.image_limit = None  # the whole small cache
+    tuned, failed = bench.bench_accelerator(tmp_path, tmp_path / "cache", cfg, scale)
+
+    assert tuned["recipe"] == "tuned" and tuned["precision"] == "bf16-mixed"  # the recipe's own
+    assert tuned["device"] == "cpu" and tuned["peak_device_memory_gb"] is None
+    assert tuned["img_s"] > 0 and tuned["fit_s"] > 0 and tuned["epochs"] == 2
+    assert "error" not in tuned
+    assert failed["recipe"] == "text" and "img_s" not in failed
+    assert "no-such-precision" in failed["error"]
 
 
 def run_bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:

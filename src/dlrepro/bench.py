@@ -14,7 +14,8 @@ Sections:
   the same model and batches in a plain PyTorch loop (the two take turns, one epoch at a time,
   and each Lightning epoch is set against the plain epochs either side of it), data loading
   alone, and a few settings tried for speed (channels_last on/off, thread count,
-  OMP_WAIT_POLICY, glibc's malloc defaults instead of `dlrepro.allocator`'s).
+  OMP_WAIT_POLICY, glibc's malloc defaults instead of `dlrepro.allocator`'s); on a machine
+  with a CUDA GPU, also each recipe of ACCELERATOR_RUNS fitted under accelerator="auto".
 - vs_keras: the text's Keras program (its own TensorFlow venv, `make keras-env`) beside the train
   stage on the same data: walls, throughputs, peak RSS, accuracies and their ratios
   (dlrepro.bench_keras).
@@ -60,10 +61,14 @@ from dlrepro.cli import run_stage
 from dlrepro.config import Config, load_config
 from dlrepro.config.schema import DataConfig
 from dlrepro.errors import DataError
+from dlrepro.stages.train import trainer_options
 
 SECTIONS = ("curriculum", "training", "vs_keras", "recipes", "predict")
 DEFAULT_OUTPUT = paths.REPORTS / "bench.json"
 BENCH_RECIPE = "text"  # the training section times the text's CNN, as train@text builds it
+# With a CUDA GPU, the training section also fits these (recipe, precision; None: the recipe's
+# own) under accelerator="auto": the text recipe as configured and in bf16, the tuned recipe.
+ACCELERATOR_RUNS = (("text", None), ("text", "bf16-mixed"), ("tuned", None))
 
 CURRICULUM_TARGET_S = 60.0
 # (code, note): each run in a fresh interpreter; an import includes what it pulls in itself.
@@ -430,51 +435,61 @@ def plain_loop_stamps(
 
 
 def lightning_worker(spec_path: str) -> None:
-    """Child process: `fit_plant_cnn` as the train stage runs it, timing every training step.
-
-    Runs in its own interpreter so that its peak RSS is training's alone. Reads a JSON spec
-    (params, cache, limit, out) and writes the step stamps and peak RSS to spec["result"].
-    """
+    """Child process: `fit_plant_cnn` on train@<recipe>'s network and data, from scratch, with
+    the spec's accelerator, precision and epochs; each step is stamped when it ends (on a GPU,
+    once the device has finished it: a synchronisation per step, so a GPU rate is, if anything,
+    a little low)."""
     spec = json.loads(Path(spec_path).read_text())
-    keep_freed_memory()  # as the train stage does
+    keep_freed_memory()  # as the train stage does, before any tensor exists
+    import torch
+
     from dlrepro.plant.model import PlantCNN
-    from dlrepro.plant.train import fit_plant_cnn
+    from dlrepro.plant.train import build_datamodule as stage_datamodule
+    from dlrepro.plant.train import build_plant_cnn, fit_plant_cnn
 
     # torch (a CUDA build here) and Lightning are most of the footprint before any tensor exists
     imports_rss = peak_rss_bytes()
     stamps: list[tuple[int, float, int]] = []
+    devices: set[str] = set()
 
     class TimedPlantCNN(PlantCNN):
         """Stamps the end of each training step (after the optimizer step)."""
 
         def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            devices.add(self.device.type)
             stamps.append((self.current_epoch, time.perf_counter(), len(batch[1])))
 
     cfg = load_config(spec["params"])
+    recipe = spec["recipe"]
     limit = tuple(spec["limit"]) if spec["limit"] else None
     data = load_training_data(Path(spec["cache"]), limit)
-    model = build_model(
-        cfg, data["classes"], cfg.recipes[BENCH_RECIPE].model.channels_last, cls=TimedPlantCNN
-    )
+    model = build_plant_cnn(cfg, recipe, data["classes"], cls=TimedPlantCNN)
+    datamodule = stage_datamodule(cfg, recipe, data["classes"], data["train"], data["val"])
     start = time.perf_counter()
     fit_plant_cnn(
-        build_datamodule(cfg, data),
+        datamodule,
         model,
         Path(spec["out"]),
-        max_epochs=1,
-        accelerator="cpu",
+        max_epochs=spec["epochs"],
+        accelerator=spec["accelerator"],
         devices=1,
+        precision=spec["precision"],
         deterministic=cfg.trainer["deterministic"],
         seed=cfg.seed,
         enable_progress_bar=False,
         resume=False,
     )
     fit_s = time.perf_counter() - start
+    cuda = "cuda" in devices
     result = {
         "stamps": stamps,
         "fit_s": fit_s,
         "peak_rss_bytes": peak_rss_bytes(),
         "imports_rss_bytes": imports_rss,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "peak_device_memory_bytes": torch.cuda.max_memory_allocated() if cuda else None,
     }
     Path(spec["result"]).write_text(json.dumps(result))
 
@@ -594,6 +609,48 @@ def bench_tuning(
     ]
 
 
+def bench_accelerator(tmp: Path, cache: Path, cfg: Config, scale: Scale) -> list[dict[str, Any]]:
+    """On a machine with a CUDA GPU: each of ACCELERATOR_RUNS under `accelerator="auto"` (what
+    the train stage uses by default) for the recipe's own epochs, in a fresh process each.
+
+    A run that fails is a row with its error, not the end of the bench: a GPU finding to read.
+    """
+    rows = []
+    for recipe, precision in ACCELERATOR_RUNS:
+        options = trainer_options(cfg, recipe)
+        precision = precision or options["precision"]
+        epochs = 2 if scale.quick else options["max_epochs"]
+        spec = {
+            "params": str(paths.repo_root() / "params.yaml"),
+            "cache": str(cache),
+            "limit": scale.image_limit,
+            "out": str(tmp / f"accelerator-{recipe}-{precision}"),
+            "recipe": recipe,
+            "accelerator": "auto",
+            "precision": precision,
+            "epochs": epochs,
+        }
+        row: dict[str, Any] = {"recipe": recipe, "precision": precision, "epochs": epochs}
+        try:
+            result = run_worker(tmp, "lightning_worker", spec)
+        except DataError as err:
+            rows.append({**row, "error": str(err)})
+            continue
+        peak = result["peak_device_memory_bytes"]
+        rows.append(
+            {
+                **row,
+                "device": result["device"],
+                "img_s": round(steady_rate(result["stamps"], scale.warmup_steps), 1),
+                "best_step_img_s": round(best_step_rate(result["stamps"], scale.warmup_steps), 1),
+                "fit_s": round(result["fit_s"], 2),
+                "peak_device_memory_gb": None if peak is None else round(peak / 1e9, 3),
+                "peak_rss_gb": round(result["peak_rss_bytes"] / 1e9, 3),
+            }
+        )
+    return rows
+
+
 def bench_training(scale: Scale) -> dict[str, Any]:
     import torch
 
@@ -618,6 +675,10 @@ def bench_training(scale: Scale) -> dict[str, Any]:
             "cache": str(cache),
             "limit": scale.image_limit,
             "out": str(tmp / "lightning"),
+            "recipe": BENCH_RECIPE,
+            "accelerator": "cpu",
+            "precision": trainer_options(cfg, BENCH_RECIPE)["precision"],
+            "epochs": 1,
         }
         plain_stamps = plain_loop_stamps(cfg, data, configured)
         plain_runs = [steady_rate(plain_stamps, warmup)]
@@ -634,6 +695,7 @@ def bench_training(scale: Scale) -> dict[str, Any]:
             plain_best.append(best_step_rate(plain_stamps, warmup))
             pair_ratios.append(lightning_runs[-1] / statistics.mean(plain_runs[-2:]))
         tuning = bench_tuning(tmp, cache, cfg, scale, step_flops)
+        accelerated = bench_accelerator(tmp, cache, cfg, scale) if torch.cuda.is_available() else []
 
     lightning = statistics.median(lightning_runs)
     plain = statistics.median(plain_runs)
@@ -686,6 +748,13 @@ def bench_training(scale: Scale) -> dict[str, Any]:
         "imports_rss_gb": round(workers[0]["imports_rss_bytes"] / 1e9, 3),
         "ratios": ratios,
         "tuning": tuning,
+        # one row per ACCELERATOR_RUNS entry where CUDA is available; empty on a CPU machine
+        "accelerator_auto": [
+            {**row, "vs_cpu_lightning": round(row["img_s"] / lightning, 2)}
+            if "img_s" in row
+            else row
+            for row in accelerated
+        ],
         "load_average": {"start": load_start, "end": load_end},
     }
     print_training(figures)
@@ -755,6 +824,23 @@ def print_training(figures: dict[str, Any]) -> None:
                 f"× {row['vs_configured']:.2f} of configured, "
                 f"{row['vs_flop_limit']:.2f} of its FLOP limit; {row['threads']} threads; "
                 f"rounds {spread(row['img_s_rounds'])}",
+            )
+        )
+    for row in figures["accelerator_auto"]:
+        label = f"accelerator=auto: {row['recipe']}, {row['precision']}"
+        if "error" in row:
+            rows.append((label, "failed", row["error"]))
+            continue
+        memory = row["peak_device_memory_gb"]
+        rows.append(
+            (
+                label,
+                f"{row['img_s']:.1f} img/s",
+                f"{row['device']}; × {row['vs_cpu_lightning']:.2f} of lightning on CPU above; "
+                f"fit {row['fit_s']:.1f} s ({row['epochs']} epochs, validation included); "
+                f"best step {row['best_step_img_s']:.0f} img/s; peak "
+                + (f"device memory {memory:.2f} GB, " if memory is not None else "")
+                + f"RSS {row['peak_rss_gb']:.2f} GB",
             )
         )
     load = figures["load_average"]
