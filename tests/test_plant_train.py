@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from sklearn import metrics as skm
 
+from dlrepro.errors import ConfigError
 from dlrepro.plant.augment import BatchAugment
 from dlrepro.plant.datamodule import PlantDataModule
 from dlrepro.plant.evaluate import (
@@ -18,7 +19,7 @@ from dlrepro.plant.evaluate import (
     roc_figure,
 )
 from dlrepro.plant.model import PlantCNN
-from dlrepro.plant.train import HISTORY_METRICS, fit_plant_cnn
+from dlrepro.plant.train import HISTORY_METRICS, build_trainer, fit_plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32
@@ -224,6 +225,29 @@ def test_early_stopping_ends_the_fit_once_val_acc_stops_improving(tmp_path):
     result = fit(tmp_path, max_epochs=15, early_stopping_patience=1)
     assert len(result.history) < 15
     assert result.history[-1]["val/acc"] <= result.history[-2]["val/acc"]
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"_target_": "pytorch_lightning.callbacks.EMAWeightAveraging", "decay": 0.99},
+        {"_target_": "pytorch_lightning.callbacks.StochasticWeightAveraging", "swa_lrs": 0.01},
+    ],
+)
+def test_weight_averaging_is_refused_since_best_ckpt_would_hold_the_live_weights(tmp_path, node):
+    """best.ckpt is written weights-only, which skips the callbacks' checkpoint hooks: an EMA's
+    average would validate and be selected, yet the live weights would be saved and evaluated."""
+    options = {"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu", "max_epochs": 1}
+    name = node["_target_"].rsplit(".", 1)[1]
+    with pytest.raises(
+        ConfigError, match=rf"^recipes\.tuned\.callbacks\.avg: {name}: weight avera"
+    ):
+        build_trainer(
+            options, tmp_path / "out", {"avg": node}, callbacks_key="recipes.tuned.callbacks"
+        )
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    stopping = {"_target_": "pytorch_lightning.callbacks.EarlyStopping", "monitor": "val/acc"}
+    build_trainer(options, tmp_path / "out", {"stop": stopping})  # another callback is taken
 
 
 def test_best_checkpoint_loads_with_weights_only(three_epochs):

@@ -47,7 +47,12 @@ from lightning_fabric.plugins.environments import (
 )
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.accelerators import AcceleratorRegistry
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import (
+    ModelCheckpoint,
+    StochasticWeightAveraging,
+    TQDMProgressBar,
+    WeightAveraging,
+)
 from pytorch_lightning.strategies import StrategyRegistry
 
 from dlrepro.config import Config
@@ -386,7 +391,15 @@ def build_trainer(
         if node is not None:
             check_arguments(f"{callbacks_key}.{name}", node)
             with config_errors(f"{callbacks_key}.{name}"):
-                extra.append(instantiate(node, _convert_="all"))
+                callback = instantiate(node, _convert_="all")
+            if isinstance(callback, (WeightAveraging, StochasticWeightAveraging)):
+                raise ConfigError(
+                    f"{callbacks_key}.{name}: {type(callback).__name__}: weight averaging is "
+                    "refused here: best.ckpt holds weights alone, and Lightning puts the averaged "
+                    "weights only into full checkpoints or into the model at the end of training, "
+                    "so the model evaluated and exported would not be the averaged one"
+                )
+            extra.append(callback)
     if options.get("enable_progress_bar", True):
         extra.append(TQDMProgressBar())
     with config_errors("trainer"):
