@@ -345,10 +345,11 @@ def load_training_data(cache: Path, limit: tuple[int, int] | None) -> dict[str, 
     return {"classes": classes, **splits}
 
 
-def build_datamodule(cfg: Config, data: dict[str, Any]) -> Any:
+def build_datamodule(cfg: Config, data: dict[str, Any], recipe: str = BENCH_RECIPE) -> Any:
+    """The datamodule train@<recipe> fits on, over `data`'s train and val splits."""
     from dlrepro.plant.train import build_datamodule as stage_datamodule
 
-    return stage_datamodule(cfg, BENCH_RECIPE, data["classes"], data["train"], data["val"])
+    return stage_datamodule(cfg, recipe, data["classes"], data["train"], data["val"])
 
 
 def build_model(cfg: Config, classes: list[str], channels_last: bool, cls: type | None = None):
@@ -438,13 +439,17 @@ def lightning_worker(spec_path: str) -> None:
     """Child process: `fit_plant_cnn` on train@<recipe>'s network and data, from scratch, with
     the spec's accelerator, precision and epochs; each step is stamped when it ends (on a GPU,
     once the device has finished it: a synchronisation per step, so a GPU rate is, if anything,
-    a little low)."""
+    a little low).
+
+    Runs in its own interpreter so that its peak RSS is training's alone. Reads a JSON spec
+    (params, cache, limit, out, recipe, accelerator, precision, epochs) and writes the step
+    stamps, peak RSS and device to spec["result"].
+    """
     spec = json.loads(Path(spec_path).read_text())
     keep_freed_memory()  # as the train stage does, before any tensor exists
     import torch
 
     from dlrepro.plant.model import PlantCNN
-    from dlrepro.plant.train import build_datamodule as stage_datamodule
     from dlrepro.plant.train import build_plant_cnn, fit_plant_cnn
 
     # torch (a CUDA build here) and Lightning are most of the footprint before any tensor exists
@@ -466,7 +471,7 @@ def lightning_worker(spec_path: str) -> None:
     limit = tuple(spec["limit"]) if spec["limit"] else None
     data = load_training_data(Path(spec["cache"]), limit)
     model = build_plant_cnn(cfg, recipe, data["classes"], cls=TimedPlantCNN)
-    datamodule = stage_datamodule(cfg, recipe, data["classes"], data["train"], data["val"])
+    datamodule = build_datamodule(cfg, data, recipe)
     start = time.perf_counter()
     fit_plant_cnn(
         datamodule,
