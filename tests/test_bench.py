@@ -87,11 +87,12 @@ def test_accelerator_runs_fit_the_recipes_and_keep_a_failed_run_as_a_row(
     monkeypatch.setattr(bench, "ACCELERATOR_RUNS", (("tuned", None), ("text", "no-such-precision")))
     scale = bench.Scale(quick=True)
     scale.image_limit = None  # the whole small cache
-    tuned, failed = bench.bench_accelerator(tmp_path, tmp_path / "cache", cfg, scale)
+    tuned, failed = bench.bench_accelerator(tmp_path, tmp_path / "cache", cfg, scale, 100.0)
 
     assert tuned["recipe"] == "tuned" and tuned["precision"] == "bf16-mixed"  # the recipe's own
     assert tuned["device"] == "cpu" and tuned["peak_device_memory_gb"] is None
     assert tuned["img_s"] > 0 and tuned["fit_s"] > 0 and tuned["epochs"] == 2
+    assert tuned["vs_cpu_lightning"] == pytest.approx(tuned["img_s"] / 100.0, abs=0.01)
     assert "error" not in tuned
     assert failed["recipe"] == "text" and "img_s" not in failed
     assert "no-such-precision" in failed["error"]

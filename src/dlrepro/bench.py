@@ -614,9 +614,12 @@ def bench_tuning(
     ]
 
 
-def bench_accelerator(tmp: Path, cache: Path, cfg: Config, scale: Scale) -> list[dict[str, Any]]:
+def bench_accelerator(
+    tmp: Path, cache: Path, cfg: Config, scale: Scale, cpu_img_s: float
+) -> list[dict[str, Any]]:
     """On a machine with a CUDA GPU: each of ACCELERATOR_RUNS under `accelerator="auto"` (what
-    the train stage uses by default) for the recipe's own epochs, in a fresh process each.
+    the train stage uses by default) for the recipe's own epochs, in a fresh process each, set
+    against `cpu_img_s` (the CPU Lightning rate measured in the same bench).
 
     A run that fails is a row with its error, not the end of the bench: a GPU finding to read.
     """
@@ -642,11 +645,13 @@ def bench_accelerator(tmp: Path, cache: Path, cfg: Config, scale: Scale) -> list
             rows.append({**row, "error": str(err)})
             continue
         peak = result["peak_device_memory_bytes"]
+        rate = steady_rate(result["stamps"], scale.warmup_steps)
         rows.append(
             {
                 **row,
                 "device": result["device"],
-                "img_s": round(steady_rate(result["stamps"], scale.warmup_steps), 1),
+                "img_s": round(rate, 1),
+                "vs_cpu_lightning": round(rate / cpu_img_s, 2),
                 "best_step_img_s": round(best_step_rate(result["stamps"], scale.warmup_steps), 1),
                 "fit_s": round(result["fit_s"], 2),
                 "peak_device_memory_gb": None if peak is None else round(peak / 1e9, 3),
@@ -700,9 +705,14 @@ def bench_training(scale: Scale) -> dict[str, Any]:
             plain_best.append(best_step_rate(plain_stamps, warmup))
             pair_ratios.append(lightning_runs[-1] / statistics.mean(plain_runs[-2:]))
         tuning = bench_tuning(tmp, cache, cfg, scale, step_flops)
-        accelerated = bench_accelerator(tmp, cache, cfg, scale) if torch.cuda.is_available() else []
+        lightning = statistics.median(lightning_runs)
+        # one row per ACCELERATOR_RUNS entry where CUDA is available; none on a CPU machine
+        accelerated = (
+            bench_accelerator(tmp, cache, cfg, scale, lightning)
+            if torch.cuda.is_available()
+            else []
+        )
 
-    lightning = statistics.median(lightning_runs)
     plain = statistics.median(plain_runs)
     gflops = statistics.median(statistics.median(rates) for rates in sgemm_rounds)
     best_gflops = max(max(rates) for rates in sgemm_rounds)
@@ -753,13 +763,7 @@ def bench_training(scale: Scale) -> dict[str, Any]:
         "imports_rss_gb": round(workers[0]["imports_rss_bytes"] / 1e9, 3),
         "ratios": ratios,
         "tuning": tuning,
-        # one row per ACCELERATOR_RUNS entry where CUDA is available; empty on a CPU machine
-        "accelerator_auto": [
-            {**row, "vs_cpu_lightning": round(row["img_s"] / lightning, 2)}
-            if "img_s" in row
-            else row
-            for row in accelerated
-        ],
+        "accelerator_auto": accelerated,
         "load_average": {"start": load_start, "end": load_end},
     }
     print_training(figures)
