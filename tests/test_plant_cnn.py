@@ -291,6 +291,18 @@ def test_colour_and_crop_augmentation_keeps_pixel_range_and_shape():
         augment(batch.float(), seed=3)
 
 
+def test_grayscale_weighs_channels_by_bt601_luma_as_torchvision_rounds_it():
+    # Independent source: ITU-R BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B, which torchvision's
+    # rgb_to_grayscale (and PIL's "L" mode) write as 0.2989 / 0.587 / 0.114.
+    from dlrepro.plant.augment import grayscale
+
+    pure = torch.tensor([[255.0, 0, 0], [0, 255.0, 0], [0, 0, 255.0], [100.0, 100, 100]])
+    luma = grayscale(pure.reshape(4, 3, 1, 1))
+    assert luma.shape == (4, 1, 1, 1)
+    expected = torch.tensor([0.2989 * 255, 0.587 * 255, 0.114 * 255, 0.9999 * 100])
+    assert torch.allclose(luma.flatten(), expected, rtol=1e-6)
+
+
 def test_datamodule_reads_a_memmap_without_copying_it(tmp_path):
     images, labels = random_split(12, 8, seed=3)
     np.save(tmp_path / "images.npy", images)

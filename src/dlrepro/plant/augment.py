@@ -10,7 +10,10 @@ ColorJitter's adjust_brightness / adjust_contrast / adjust_saturation, in that f
 written batched: v2's transforms draw one set of parameters per call, so a batch would share
 one crop and one jitter, and called image by image they draw from the global RNG (see below).
 The cost is the same (one thread, AMD EPYC, a batch of 32 at 128 px: 11.9 ms batched against
-12.5 ms for v2 image by image, about 6 % of a tuned step).
+12.5 ms for v2 image by image, about 6 % of a tuned step). torchvision itself is not imported:
+on these machines PyPI's torchvision needs torch's CUDA build, which costs every stage 0.4 GB of
+memory (README "Speed"); `grayscale` is v2's rgb_to_grayscale operation for operation, so the
+batches are the same bit for bit (checked against torchvision 0.29.1 when it was dropped).
 The crop is an affine resample (`grid_sample`, bilinear), which for a zoom-in crop is the
 bilinear resize of the cropped box; it costs 20.7 ms batched against 11.1 ms for v2's resize,
 one reason it is off in the tuned recipe.
@@ -27,9 +30,16 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 MAX = 255.0  # pixel values stay on the uint8 scale; the datamodule rescales them as usual
+# ITU-R BT.601 luma weights, as torchvision (and PIL's "L" mode) round them.
+LUMA = (0.2989, 0.587, 0.114)
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """Float (N, 3, H, W) → luma (N, 1, H, W): torchvision's rgb_to_grayscale, same op order."""
+    r, g, b = images.unbind(dim=-3)
+    return r.mul(LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2]).unsqueeze(dim=-3)
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,10 @@ class BatchAugment:
         if self.brightness:
             batch = (batch * uniform(self.brightness)).clamp_(0, MAX)
         if self.contrast:
-            mean = TF.rgb_to_grayscale(batch).mean(dim=(1, 2, 3), keepdim=True)
+            mean = grayscale(batch).mean(dim=(1, 2, 3), keepdim=True)
             batch = torch.lerp(mean, batch, uniform(self.contrast)).clamp_(0, MAX)
         if self.saturation:
-            batch = torch.lerp(TF.rgb_to_grayscale(batch), batch, uniform(self.saturation))
+            batch = torch.lerp(grayscale(batch), batch, uniform(self.saturation))
             batch = batch.clamp_(0, MAX)
         return batch
 
