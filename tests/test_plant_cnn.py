@@ -293,7 +293,7 @@ def test_colour_and_crop_augmentation_keeps_pixel_range_and_shape():
 
 def test_grayscale_weighs_channels_by_bt601_luma_as_torchvision_rounds_it():
     # Independent source: ITU-R BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B, which torchvision's
-    # rgb_to_grayscale (and PIL's "L" mode) write as 0.2989 / 0.587 / 0.114.
+    # rgb_to_grayscale writes as 0.2989 / 0.587 / 0.114.
     from dlrepro.plant.augment import grayscale
 
     pure = torch.tensor([[255.0, 0, 0], [0, 255.0, 0], [0, 0, 255.0], [100.0, 100, 100]])

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 MAX = 255.0  # pixel values stay on the uint8 scale; the datamodule rescales them as usual
-# ITU-R BT.601 luma weights, as torchvision (and PIL's "L" mode) round them.
+# ITU-R BT.601 luma weights (0.299, 0.587, 0.114) as torchvision writes them.
 LUMA = (0.2989, 0.587, 0.114)
 
 
