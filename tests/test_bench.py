@@ -157,10 +157,13 @@ def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
-    done, results = run_bench(tmp_path, "--quick", "--only", "recipes", "--design", "8")
+    done, results = run_bench(
+        tmp_path, "--quick", "--only", "recipes", "--design", "8", "--train-leaves", "96"
+    )
     figures = results["recipes"]
     assert figures["seeds"] == [0]  # params.yaml's seed
     assert figures["design_images"] == 8 and "design accuracy" in done.stdout
+    assert figures["train_leaves"] == 96 and "96/" in figures["dataset"]
     for recipe, selected_on in (("text", "last_epoch"), ("tuned", "val")):
         run = figures[recipe]
         assert run["epochs"] == [1] and run["selected_on"] == selected_on
@@ -190,8 +193,38 @@ def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
     assert not any((image == other).all() for image in images for other in own)
 
 
-def test_design_option_refuses_odd_or_tiny_sizes(tmp_path: Path) -> None:
-    for value in ("7", "0", "x"):
-        command = [sys.executable, "-m", "dlrepro.bench", "--design", value]
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        assert done.returncode == 2 and "--design" in done.stderr, value
+def test_more_leaves_are_neither_the_pipelines_nor_the_design_sets(tmp_path: Path) -> None:
+    """`--train-leaves`' dataset comes from a third data seed: a recipe trained on it has seen
+    none of the design set's leaves (which it is scored on) nor the pipeline's."""
+    from dlrepro.bench import generate_and_prepare
+    from dlrepro.bench_keras import design_set, more_leaves
+    from dlrepro.config import load_config
+    from dlrepro.data.ingest import load_split
+
+    data = load_config(REPO / "params.yaml").data
+    cache, described = more_leaves(tmp_path / "more", 8)
+    assert described == f"generated 8/{data.test_size} leaves (data.seed + 2)"
+    train, labels, _ = load_split(cache, "train")
+    val, _, _ = load_split(cache, "val")
+    assert len(train) + len(val) == 8 and set(labels.tolist()) == {0, 1}
+    test, _, _ = load_split(cache, "test")
+    assert len(test) == data.test_size
+    # Each generated image is a function of (seed, split, class, index): with the pipeline's
+    # seed the training leaves would repeat its own, with the design set's the test leaves.
+    generate_and_prepare(tmp_path / "own" / "leaves", tmp_path / "own" / "cache", data, 8, 8)
+    own = [
+        image
+        for split in ("train", "val")
+        for image in load_split(tmp_path / "own" / "cache", split)[0]
+    ]
+    assert not any((image == other).all() for image in [*train, *val] for other in own)
+    design, _, _ = load_split(design_set(tmp_path / "design", 8), "test")
+    assert not any((image == other).all() for image in test for other in design)
+
+
+def test_leaf_count_options_refuse_odd_or_tiny_sizes(tmp_path: Path) -> None:
+    for option in ("--design", "--train-leaves"):
+        for value in ("7", "0", "x"):
+            command = [sys.executable, "-m", "dlrepro.bench", option, value]
+            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+            assert done.returncode == 2 and option in done.stderr, (option, value)

@@ -1,6 +1,7 @@
 """`make bench`: where the time goes on this machine, as figures and ratios (never pass/fail).
 
     python -m dlrepro.bench [--quick] [--only SECTION] [--output PATH] [--seeds S,S] [--design N]
+                           [--train-leaves N]
 
 Sections:
 
@@ -21,7 +22,8 @@ Sections:
   (dlrepro.bench_keras).
 - recipes: train@text beside train@tuned, once per seed (`--seeds 0,1,2`): each one's test
   accuracy and fit time, the tuned/text time ratio, and with `--design N` each selected model's
-  accuracy on N further generated leaves (dlrepro.bench_keras).
+  accuracy on N further generated leaves, and with `--train-leaves N` both trained on N other
+  generated leaves instead of the pipeline's, to see what more data buys (dlrepro.bench_keras).
 - scale (`--scale 800,4000,20000`, instead of the others): prepare and train cost per image
   and the train stage's peak RSS as the training set grows (dlrepro.bench_scale).
 - predict: the rows of `dlrepro.bench_predict.run()` when that module exists.
@@ -96,10 +98,17 @@ QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES = 96, 32
 class Scale:
     """How much each measurement does; `--quick` shrinks everything for a smoke test."""
 
-    def __init__(self, quick: bool, seeds: tuple[int, ...] | None = None, design: int = 0) -> None:
+    def __init__(
+        self,
+        quick: bool,
+        seeds: tuple[int, ...] | None = None,
+        design: int = 0,
+        train_leaves: int = 0,
+    ) -> None:
         self.quick = quick
         self.seeds = seeds  # the recipes section: one run per seed (None: params.yaml's seed)
         self.design = design  # the recipes section: extra generated leaves to score on (0: none)
+        self.train_leaves = train_leaves  # the recipes section: other leaves to train on (0: none)
         self.import_repeats = 1 if quick else 3
         self.sgemm_repeats = 3 if quick else 10
         # Lightning and the plain loop alternate, one epoch each, `rounds` times: on a shared
@@ -900,7 +909,7 @@ def bench_vs_keras(scale: Scale) -> dict[str, Any]:
 def bench_recipes(scale: Scale) -> dict[str, Any]:
     """train@text beside train@tuned (dlrepro.bench_keras, imported when the section runs)."""
     module = importlib.import_module("dlrepro.bench_keras")
-    return module.bench_recipes(scale.quick, scale.seeds, scale.design)
+    return module.bench_recipes(scale.quick, scale.seeds, scale.design, scale.train_leaves)
 
 
 RUNNERS: dict[str, Callable[[Scale], dict[str, Any] | None]] = {
@@ -953,8 +962,9 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def design_size(text: str) -> int:
-    """`--design N`: an even number of extra leaves (the generator splits them by class)."""
+def leaf_count(text: str) -> int:
+    """`--design N`, `--train-leaves N`: an even number of leaves (the generator splits them by
+    class)."""
     try:
         size = int(text)
     except ValueError:
@@ -992,19 +1002,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--design",
-        type=design_size,
+        type=leaf_count,
         default=0,
         metavar="N",
         help="the recipes section also scores each selected model on N extra generated leaves "
         "(data.seed + 1: neither train, val nor test), for recipe choices finer than val's "
         "120 images can tell apart, e.g. 1200",
     )
+    parser.add_argument(
+        "--train-leaves",
+        type=leaf_count,
+        default=0,
+        metavar="N",
+        help="the recipes section trains on N other generated leaves (data.seed + 2, val carved "
+        "from them) instead of the pipeline's, to see what more data buys, e.g. 4000",
+    )
     args = parser.parse_args(argv)
     # As the train stage does, before any tensor: the plain loop and the predict section's torch
     # figures run in this process, and every section then measures under the same allocator.
     keep_freed_memory()
     output = args.output or paths.repo_root() / DEFAULT_OUTPUT
-    scale = Scale(args.quick, args.seeds, args.design)
+    scale = Scale(args.quick, args.seeds, args.design, args.train_leaves)
     print(f"load average at start: {load_average()} on {os.cpu_count()} logical CPUs")
     if args.scale:
         figures = importlib.import_module("dlrepro.bench_scale").bench_scale(args.scale)

@@ -378,20 +378,41 @@ def design_set(tmp: Path, size: int) -> Path:
     return cache
 
 
+def more_leaves(tmp: Path, train: int) -> tuple[Path, str]:
+    """A dataset of `train` training leaves (val carved from them as prepare does) and the
+    default number of test leaves, from the generator with `data.seed` + 2: neither the
+    pipeline's leaves nor the design set's, to see what more data buys a recipe."""
+    data = load_config(paths.repo_root() / "params.yaml").data
+    cache = tmp / "more" / "cache"
+    generate_and_prepare(
+        tmp / "more" / paths.LEAVES.name,
+        cache,
+        dataclasses.replace(data, seed=data.seed + 2),
+        train=train,
+        test=data.test_size,
+    )
+    return cache, f"generated {train}/{data.test_size} leaves (data.seed + 2)"
+
+
 def bench_recipes(
-    quick: bool, seeds: tuple[int, ...] | None = None, design: int = 0
+    quick: bool, seeds: tuple[int, ...] | None = None, design: int = 0, train_leaves: int = 0
 ) -> dict[str, Any]:
     """train@text and train@tuned, one after the other on the same data, once per seed: what
     the tuned recipe costs against the text's, and what each buys on the test split (its
     selected checkpoint), with the seed-to-seed spread; with `design`, also each selected
-    model's accuracy on that many extra generated leaves (`design_set`)."""
+    model's accuracy on that many extra generated leaves (`design_set`); with `train_leaves`,
+    both trained on that many other generated leaves (`more_leaves`) instead of the
+    pipeline's."""
     root = paths.repo_root()
     seeds = seeds or (load_config(root / "params.yaml").seed,)
     load_start = load_average()
     runs: dict[str, list[dict[str, Any]]] = {recipe: [] for recipe in RECIPES}
     with tempfile.TemporaryDirectory(prefix="dlrepro-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        _, cache, described = dataset(tmp, quick)
+        if train_leaves:
+            cache, described = more_leaves(tmp, train_leaves)
+        else:
+            _, cache, described = dataset(tmp, quick)
         design_cache = design_set(tmp, design) if design else None
         epochs = 1 if quick else None  # None: each recipe's own max_epochs
         for seed in seeds:
@@ -411,6 +432,7 @@ def bench_recipes(
         "quick": quick,
         "seeds": list(seeds),
         "design_images": design,
+        "train_leaves": train_leaves,
     }
     for recipe, per_seed in runs.items():
         accuracies = [run["test_acc"] for run in per_seed]
