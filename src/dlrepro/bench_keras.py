@@ -361,37 +361,38 @@ RECIPES = ("text", "tuned")
 TUNED_COST_TARGET = 3.0  # issue 11: the tuned recipe's training at most 3x the text recipe's
 
 
-def design_set(tmp: Path, size: int) -> Path:
-    """`size` leaves from the pipeline's generator with `data.seed` + 1, prepared like the
-    pipeline's (a cache whose test split holds them): images no split of the pipeline's
-    dataset holds, to compare recipes on more images than val's without touching test."""
+def other_leaves(folder: Path, seed_offset: int, train: int, test: int) -> Path:
+    """`train` + `test` leaves from the pipeline's generator with `data.seed` + `seed_offset`,
+    prepared like the pipeline's into `folder`/cache (val carved from train as prepare does):
+    each image is a function of (seed, split, class, index), so none is one of the
+    pipeline's own leaves, nor of another offset's."""
     data = load_config(paths.repo_root() / "params.yaml").data
-    cache = tmp / "design" / "cache"
-    # The fewest train images ingest accepts (val takes one per class): only `test` is read.
+    cache = folder / "cache"
     generate_and_prepare(
-        tmp / "design" / paths.LEAVES.name,
+        folder / paths.LEAVES.name,
         cache,
-        dataclasses.replace(data, seed=data.seed + 1),
-        train=4,
-        test=size,
+        dataclasses.replace(data, seed=data.seed + seed_offset),
+        train=train,
+        test=test,
     )
     return cache
 
 
+def design_set(tmp: Path, size: int) -> Path:
+    """`size` leaves with `data.seed` + 1 (a cache whose test split holds them): images no
+    split of the pipeline's dataset holds, to compare recipes on more images than val's
+    without touching test."""
+    # The fewest train images ingest accepts (val takes one per class): only `test` is read.
+    return other_leaves(tmp / "design", 1, train=4, test=size)
+
+
 def more_leaves(tmp: Path, train: int) -> tuple[Path, str]:
-    """A dataset of `train` training leaves (val carved from them as prepare does) and the
-    default number of test leaves, from the generator with `data.seed` + 2: neither the
-    pipeline's leaves nor the design set's, to see what more data buys a recipe."""
-    data = load_config(paths.repo_root() / "params.yaml").data
-    cache = tmp / "more" / "cache"
-    generate_and_prepare(
-        tmp / "more" / paths.LEAVES.name,
-        cache,
-        dataclasses.replace(data, seed=data.seed + 2),
-        train=train,
-        test=data.test_size,
-    )
-    return cache, f"generated {train}/{data.test_size} leaves (data.seed + 2)"
+    """A dataset of `train` training leaves and the default number of test leaves, with
+    `data.seed` + 2: neither the pipeline's leaves nor the design set's, to see what more data
+    buys a recipe."""
+    test = load_config(paths.repo_root() / "params.yaml").data.test_size
+    cache = other_leaves(tmp / "more", 2, train=train, test=test)
+    return cache, f"generated {train}/{test} leaves (data.seed + 2)"
 
 
 def bench_recipes(
