@@ -16,6 +16,7 @@ from dlrepro.data.leaves import (
     CLASSES,
     SPLITS,
     contact_sheet,
+    describe_leaf,
     generate_dataset,
     render_leaf,
 )
@@ -129,6 +130,40 @@ def test_render_leaf_returns_a_bgr_uint8_square_of_the_asked_size(diseased):
     assert image.std() > 5, "a picture, not a flat fill"
     same = render_leaf(np.random.default_rng(11), diseased, image_size=192)
     assert np.array_equal(image, same)
+
+
+def test_recording_what_was_drawn_changes_no_pixel_and_names_every_kind_of_disease():
+    """`drawn` reads the generator's choices without drawing from its rng: the pixels are those
+    of a plain render; healthy leaves carry no disease, and over 40 diseased leaves every kind
+    the generator knows turns up (a record stuck on one kind would not)."""
+    kinds = set()
+    for class_name in CLASSES:
+        for index in range(40 if class_name == "Diseased" else 8):
+            rng_args = (7, SPLITS.index("train"), CLASSES.index(class_name), index)
+            drawn: dict = {}
+            recorded = render_leaf(
+                np.random.default_rng(rng_args), class_name == "Diseased", 96, drawn
+            )
+            plain = render_leaf(np.random.default_rng(rng_args), class_name == "Diseased", 96)
+            assert np.array_equal(recorded, plain)
+            if class_name == "Healthy":
+                assert drawn["diseases"] == [] and drawn["severity"] is None
+            else:
+                assert 1 <= len(drawn["diseases"]) <= 2 and 0.25 <= drawn["severity"] <= 1
+                kinds.update(drawn["diseases"])
+            assert isinstance(drawn["insect_holes"], bool)
+    assert kinds == {"spots", "spots, early", "blight", "mosaic, patches", "mosaic, interveinal"}
+
+
+def test_describe_leaf_reads_split_class_and_index_from_the_generators_file_name():
+    # The generator seeds each image with [seed, split index, class index, image index].
+    drawn: dict = {}
+    render_leaf(np.random.default_rng([3, 1, 1, 5]), True, 96, drawn)
+    assert describe_leaf(3, "test/Diseased/diseased_0005.jpg", 96) == drawn
+    assert describe_leaf(3, "train/Healthy/healthy_0001.jpg", 96)["diseases"] == []
+    for wrong in ("test/Diseased/healthy_0000.jpg", "val/Healthy/healthy_0000.jpg", "x.jpg"):
+        with pytest.raises(DataError, match="the leaf generator writes"):
+            describe_leaf(3, wrong, 96)
 
 
 def test_contact_sheet_has_one_labelled_row_per_class(tmp_path):

@@ -34,6 +34,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -361,14 +362,16 @@ def _yellowing(
 
 def _spots(
     rng: np.random.Generator, leaf: _Leaf, surface: np.ndarray, mask: np.ndarray, severity: float
-) -> np.ndarray:
-    """Fungal or bacterial leaf spot: brown necrotic centres, dark rims, yellow halos.
+) -> tuple[np.ndarray, str]:
+    """Fungal or bacterial leaf spot: brown necrotic centres, dark rims, yellow halos; and which
+    ("spots" or "spots, early").
 
     One case in four is an early infection: a scatter of pinpoint lesions (1-2 px across at
     128×128) whose halos are what give them away.
     """
     size = leaf.size
-    if rng.random() < 0.25:
+    early = rng.random() < 0.25
+    if early:
         count = int(rng.integers(10, 31))
         scale = size * rng.uniform(0.008, 0.013)
     else:
@@ -403,7 +406,8 @@ def _spots(
     speckle = 1.0 + 0.15 * rng.standard_normal((size, size)).astype(np.float32)
     surface = _lerp(surface, halo_colour, halo * halo_strength)
     surface = _lerp(surface, necrotic * speckle[..., None], core)
-    return _lerp(surface, necrotic * 0.45, rim * rng.uniform(0.4, 0.9))
+    surface = _lerp(surface, necrotic * 0.45, rim * rng.uniform(0.4, 0.9))
+    return surface, "spots, early" if early else "spots"
 
 
 def _blight(
@@ -438,19 +442,23 @@ def _mosaic(
     mask: np.ndarray,
     veins: np.ndarray,
     severity: float,
-) -> np.ndarray:
-    """Virus mosaic (sharp-edged light and dark green patches) or interveinal chlorosis."""
+) -> tuple[np.ndarray, str]:
+    """Virus mosaic (sharp-edged light and dark green patches) or interveinal chlorosis; and
+    which ("mosaic, patches" or "mosaic, interveinal")."""
     size = leaf.size
     pale = _bgr(rng.uniform(55, 85), rng.uniform(0.45, 0.8), rng.uniform(0.6, 0.9))
     if rng.random() < 0.6:
         blobs = _smooth_noise(rng, size, rng.uniform(0.06, 0.12) * size)
         patches = _sigmoid((blobs - rng.uniform(-0.2, 0.5)) * 6.0) * mask
         surface = _lerp(surface, pale, patches * rng.uniform(0.6, 0.65 + 0.35 * severity))
-        return surface * (1.0 - 0.25 * np.clip(-blobs - 0.8, 0, 1) * mask)[..., None]
+        return surface * (1.0 - 0.25 * np.clip(-blobs - 0.8, 0, 1) * mask)[..., None], (
+            "mosaic, patches"
+        )
     near_vein = np.clip(_blur(veins, rng.uniform(1.5, 3.0)) * 4.0, 0, 1)
     blotch = _sigmoid(2.5 * _smooth_noise(rng, size, 0.1 * size) + 1.0)
     between = (1.0 - near_vein) * blotch * mask
-    return _lerp(surface, pale, between * rng.uniform(0.6, 0.65 + 0.35 * severity))
+    surface = _lerp(surface, pale, between * rng.uniform(0.6, 0.65 + 0.35 * severity))
+    return surface, "mosaic, interveinal"
 
 
 def _dust(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> None:
@@ -547,11 +555,21 @@ def _jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def render_leaf(rng: np.random.Generator, diseased: bool, image_size: int = 160) -> np.ndarray:
+def render_leaf(
+    rng: np.random.Generator,
+    diseased: bool,
+    image_size: int = 160,
+    drawn: dict[str, Any] | None = None,
+) -> np.ndarray:
     """One leaf photograph as a BGR uint8 array of shape (image_size, image_size, 3).
 
     Every random choice comes from `rng`, so the same generator state gives the same pixels.
+    drawn: when given, receives what was drawn, without changing a pixel: "diseases" (a sorted
+    list of "spots", "spots, early", "blight", "mosaic, patches", "mosaic, interveinal"; empty
+    for a healthy leaf), "severity" (0.25-1, None when healthy) and "insect_holes" (bool).
     """
+    diseases: list[str] = []
+    severity = None
     size = image_size
     background_kind = rng.choice(len(_BACKGROUNDS), p=_BACKGROUND_ODDS)
     image = _BACKGROUNDS[background_kind](rng, size).astype(np.float32)
@@ -571,13 +589,17 @@ def render_leaf(rng: np.random.Generator, diseased: bool, image_size: int = 160)
             kinds.append(rng.choice(3))
         for kind in sorted(set(int(k) for k in kinds)):
             if kind == 0:
-                surface = _spots(rng, leaf, surface, mask, severity)
+                surface, disease = _spots(rng, leaf, surface, mask, severity)
             elif kind == 1:
-                surface = _blight(rng, leaf, surface, mask, severity)
+                surface, disease = _blight(rng, leaf, surface, mask, severity), "blight"
             else:
-                surface = _mosaic(rng, leaf, surface, mask, veins, severity)
-    if rng.random() < 0.25:
+                surface, disease = _mosaic(rng, leaf, surface, mask, veins, severity)
+            diseases.append(disease)
+    insect_holes = rng.random() < 0.25
+    if insect_holes:
         mask, surface = _insect_holes(rng, mask, surface)
+    if drawn is not None:
+        drawn.update(diseases=sorted(diseases), severity=severity, insect_holes=insect_holes)
 
     # The leaf's own shadow on the ground, then the petiole, then the blade over both.
     offset = rng.normal(0, 0.025 * size, 2)
@@ -618,6 +640,24 @@ def render_leaf(rng: np.random.Generator, diseased: bool, image_size: int = 160)
 def _image_rng(seed: int, split: str, class_name: str, index: int) -> np.random.Generator:
     """One generator per image, so its bytes depend only on (seed, split, class, index)."""
     return np.random.default_rng([seed, SPLITS.index(split), CLASSES.index(class_name), index])
+
+
+def describe_leaf(seed: int, relative_path: str, image_size: int = 160) -> dict[str, Any]:
+    """What the generator drew for the leaf it wrote at `relative_path` (as `generate_dataset`
+    names it under its root, e.g. "test/Diseased/diseased_0007.jpg") with `seed`: the leaf is
+    rendered again, so this costs what generating it did (see `render_leaf`'s `drawn`)."""
+    parts = Path(relative_path).parts
+    if len(parts) != 3 or parts[0] not in SPLITS or parts[1] not in CLASSES:
+        raise DataError(f"{relative_path}: not a path the leaf generator writes")
+    split, class_name, name = parts
+    if not _OWN_FILE.match(name) or not name.startswith(class_name.lower() + "_"):
+        raise DataError(f"{relative_path}: not a file name the leaf generator writes")
+    index = int(name.split("_")[1].split(".")[0])
+    drawn: dict[str, Any] = {}
+    render_leaf(
+        _image_rng(seed, split, class_name, index), class_name == "Diseased", image_size, drawn
+    )
+    return drawn
 
 
 def _check_size(name: str, value: int) -> None:
