@@ -170,10 +170,42 @@ def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
         assert isinstance(run["fit_s_mean"], float) and run["fit_s_mean"] > 0, recipe
         assert 0.0 <= run["test_acc_mean"] <= 1.0 and run["test_acc_sd"] == 0.0
         assert len(run["design_acc"]) == 1 and 0.0 <= run["design_acc_mean"] <= 1.0
+        by_group = run["design_errors_by_group"]
+        assert sum(row["leaves"] for row in by_group.values()) == 8
+        wrong = sum(row["errors"] for row in by_group.values())
+        assert wrong == pytest.approx(8 * (1 - run["design_acc_mean"]), abs=1e-3), recipe
     assert figures["tuned_fit_ratio"] == pytest.approx(
         figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], rel=0.05
     )
     assert "tuned_fit_ratio" in done.stdout and "target <= 3.0" in done.stdout
+    assert "errors on the design set by what the generator drew" in done.stdout
+
+
+def test_leaf_group_sorts_leaves_by_what_the_generator_drew():
+    from dlrepro.bench_keras import MILD, leaf_group
+
+    def leaf(*diseases, severity=0.7, holes=False):
+        return {"diseases": list(diseases), "severity": severity, "insect_holes": holes}
+
+    assert leaf_group(leaf(severity=None)) == "healthy, no holes"
+    assert leaf_group(leaf(severity=None, holes=True)) == "healthy, insect holes"
+    assert leaf_group(leaf("blight", severity=MILD - 0.01)) == "blight, mild"
+    assert leaf_group(leaf("blight", severity=MILD)) == "blight, severe"
+    assert leaf_group(leaf("spots", severity=0.3, holes=True)) == "spots, mild"
+    assert leaf_group(leaf("spots, early", severity=0.9)) == "spots, early"
+    assert leaf_group(leaf("mosaic, interveinal")) == "mosaic, interveinal"
+    assert leaf_group(leaf("blight", "mosaic, patches")) == "two kinds of disease"
+
+
+def test_errors_by_group_counts_each_groups_wrong_answers_averaged_over_seeds():
+    from dlrepro.bench_keras import errors_by_group
+
+    groups = ["a", "b", "a", "a"]
+    right = [[True, False, False, True], [False, False, True, True]]
+    assert errors_by_group(groups, right) == {
+        "a": {"leaves": 3, "errors": 1.0, "error_rate": 0.3333},
+        "b": {"leaves": 1, "errors": 1.0, "error_rate": 1.0},
+    }
 
 
 def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:

@@ -22,8 +22,10 @@ Sections:
   (dlrepro.bench_keras).
 - recipes: train@text beside train@tuned, once per seed (`--seeds 0,1,2`): each one's test
   accuracy and fit time, the tuned/text time ratio, and with `--design N` each selected model's
-  accuracy on N further generated leaves, and with `--train-leaves N` both trained on N other
-  generated leaves instead of the pipeline's, to see what more data buys (dlrepro.bench_keras).
+  accuracy on N further generated leaves, with its errors among them by what the generator drew
+  (interveinal chlorosis, mild blight, early spots, ...), and with `--train-leaves N` both
+  trained on N other generated leaves instead of the pipeline's, to see what more data buys
+  (dlrepro.bench_keras).
 - scale (`--scale 800,4000,20000`, instead of the others): prepare and train cost per image
   and the train stage's peak RSS as the training set grows (dlrepro.bench_scale).
 - predict: the rows of `dlrepro.bench_predict.run()` when that module exists.

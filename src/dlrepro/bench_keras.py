@@ -191,10 +191,10 @@ def run_stage(
         "best_val_acc": train["best_val_acc"],
         "selected_on": train["selected_on"],
         "precision": train["precision"],
-        "test_acc": checkpoint_test_accuracy(selected, cache),
+        "test_acc": checkpoint_answers(selected, cache)[0],
     }
     if design_cache is not None:
-        run["design_acc"] = checkpoint_test_accuracy(selected, design_cache)
+        run["design_acc"], run["design_right"] = checkpoint_answers(selected, design_cache)
     return run
 
 
@@ -211,14 +211,18 @@ def epoch_seconds(stamps: list[list[float]]) -> list[float]:
     return [round(max(times) - min(times), 2) for _, times in sorted(ends.items())]
 
 
-def checkpoint_test_accuracy(checkpoint: Path, cache: Path) -> float:
+def checkpoint_answers(checkpoint: Path, cache: Path) -> tuple[float, list[bool]]:
+    """The checkpoint's accuracy on `cache`'s test split (as `evaluate` measures it), and per
+    image, in the split's order, whether its answer was right."""
     from dlrepro.data.ingest import load_split
     from dlrepro.plant.evaluate import evaluate
     from dlrepro.plant.model import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     images, labels, classes = load_split(cache, "test")
-    return evaluate(model, images, labels, classes)["accuracy"]
+    metrics = evaluate(model, images, labels, classes)
+    right = [p == t for p, t in zip(metrics["predictions"], metrics["labels"], strict=True)]
+    return metrics["accuracy"], right
 
 
 def comparison(keras: dict[str, Any] | None, stage: dict[str, Any]) -> dict[str, Any]:
@@ -378,12 +382,60 @@ def other_leaves(folder: Path, seed_offset: int, train: int, test: int) -> Path:
     return cache
 
 
+DESIGN_SEED_OFFSET = 1  # the design set's leaves: data.seed + 1
+MORE_SEED_OFFSET = 2  # --train-leaves' leaves: data.seed + 2
+MILD = 0.5  # `leaf_group`: a leaf with one blight or spots below this severity is mild
+
+
 def design_set(tmp: Path, size: int) -> Path:
     """`size` leaves with `data.seed` + 1 (a cache whose test split holds them): images no
     split of the pipeline's dataset holds, to compare recipes on more images than val's
     without touching test."""
     # The fewest train images ingest accepts (val takes one per class): only `test` is read.
-    return other_leaves(tmp / "design", 1, train=4, test=size)
+    return other_leaves(tmp / "design", DESIGN_SEED_OFFSET, train=4, test=size)
+
+
+def leaf_group(drawn: dict[str, Any]) -> str:
+    """The row a generated leaf counts in, in the errors-by-kind table, from what the generator
+    drew (`dlrepro.data.leaves.describe_leaf`)."""
+    diseases = drawn["diseases"]
+    if not diseases:
+        return "healthy, insect holes" if drawn["insect_holes"] else "healthy, no holes"
+    if len(diseases) > 1:
+        return "two kinds of disease"
+    disease = diseases[0]
+    if disease in ("blight", "spots"):
+        return f"{disease}, {'mild' if drawn['severity'] < MILD else 'severe'}"
+    return disease  # "spots, early", "mosaic, patches" or "mosaic, interveinal"
+
+
+def design_groups(design_cache: Path) -> list[str]:
+    """`leaf_group` of each design-set image, in the cache's order (each leaf drawn again)."""
+    from tqdm import tqdm
+
+    from dlrepro.data.leaves import describe_leaf
+
+    data = load_config(paths.repo_root() / "params.yaml").data
+    rows = json.loads((design_cache / "test" / "manifest.json").read_text())["paths"]
+    seed = data.seed + DESIGN_SEED_OFFSET
+    return [
+        leaf_group(describe_leaf(seed, row, data.raw_size))
+        for row in tqdm(rows, desc="design leaves described", unit="img", disable=None)
+    ]
+
+
+def errors_by_group(groups: list[str], right_per_seed: list[list[bool]]) -> dict[str, Any]:
+    """Per group of leaves: how many, and the wrong answers among them (mean over seeds)."""
+    table: dict[str, Any] = {}
+    for group in sorted(set(groups)):
+        rows = [i for i, g in enumerate(groups) if g == group]
+        wrong = statistics.fmean(sum(not right[i] for i in rows) for right in right_per_seed)
+        table[group] = {
+            "leaves": len(rows),
+            "errors": round(wrong, 2),
+            "error_rate": round(wrong / len(rows), 4),
+        }
+    return table
 
 
 def more_leaves(tmp: Path, train: int) -> tuple[Path, str]:
@@ -391,7 +443,7 @@ def more_leaves(tmp: Path, train: int) -> tuple[Path, str]:
     `data.seed` + 2: neither the pipeline's leaves nor the design set's, to see what more data
     buys a recipe."""
     test = load_config(paths.repo_root() / "params.yaml").data.test_size
-    cache = other_leaves(tmp / "more", 2, train=train, test=test)
+    cache = other_leaves(tmp / "more", MORE_SEED_OFFSET, train=train, test=test)
     return cache, f"generated {train}/{test} leaves (data.seed + 2)"
 
 
@@ -401,7 +453,8 @@ def bench_recipes(
     """train@text and train@tuned, one after the other on the same data, once per seed: what
     the tuned recipe costs against the text's, and what each buys on the test split (its
     selected checkpoint), with the seed-to-seed spread; with `design`, also each selected
-    model's accuracy on that many extra generated leaves (`design_set`); with `train_leaves`,
+    model's accuracy on that many extra generated leaves (`design_set`) and its errors among
+    them per `leaf_group`, the mean over seeds; with `train_leaves`,
     both trained on that many other generated leaves (`more_leaves`) instead of the
     pipeline's."""
     root = paths.repo_root()
@@ -415,6 +468,7 @@ def bench_recipes(
         else:
             _, cache, described = dataset(tmp, quick)
         design_cache = design_set(tmp, design) if design else None
+        groups = design_groups(design_cache) if design_cache else []
         epochs = 1 if quick else None  # None: each recipe's own max_epochs
         for seed in seeds:
             for recipe in RECIPES:
@@ -455,6 +509,9 @@ def bench_recipes(
             scores = [run["design_acc"] for run in per_seed]
             figures[recipe]["design_acc"] = [round(a, 4) for a in scores]
             figures[recipe]["design_acc_mean"] = round(statistics.fmean(scores), 4)
+            figures[recipe]["design_errors_by_group"] = errors_by_group(
+                groups, [run["design_right"] for run in per_seed]
+            )
     figures["tuned_fit_ratio"] = round(
         figures["tuned"]["fit_s_mean"] / figures["text"]["fit_s_mean"], 3
     )
@@ -497,4 +554,18 @@ def bench_recipes(
     )
     table.append(load_row(load_start, load_end))
     print_table(f"recipes: train@text beside train@tuned ({described})", table)
+    if design:
+        print_table(
+            f"recipes: errors on the design set by what the generator drew (mean over seeds "
+            f"{figures['seeds']})",
+            [
+                (
+                    f"{recipe}: {group}",
+                    f"{row['errors']}",
+                    f"of {row['leaves']} leaves, {100 * row['error_rate']:.1f} %",
+                )
+                for recipe in RECIPES
+                for group, row in figures[recipe]["design_errors_by_group"].items()
+            ],
+        )
     return figures
