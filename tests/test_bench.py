@@ -203,9 +203,14 @@ def test_errors_by_group_counts_each_groups_wrong_answers_averaged_over_seeds():
     groups = ["a", "b", "a", "a"]
     right = [[True, False, False, True], [False, False, True, True]]
     assert errors_by_group(groups, right) == {
-        "a": {"leaves": 3, "errors": 1.0, "error_rate": 0.3333},
-        "b": {"leaves": 1, "errors": 1.0, "error_rate": 1.0},
+        "a": {"leaves": 3, "errors": 1.0, "error_pct": 33.3},
+        "b": {"leaves": 1, "errors": 1.0, "error_pct": 100.0},
     }
+    # 40 wrong answers over 3 seeds among 42 leaves: 31.7 %, not 31.75 rounded twice to 31.8.
+    rates = errors_by_group(["x"] * 42, [[i >= n for i in range(42)] for n in (13, 13, 14)])
+    assert rates["x"]["error_pct"] == 31.7
+    with pytest.raises(ValueError, match="one answer per leaf"):
+        errors_by_group(groups, [[True] * 3])
 
 
 def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:

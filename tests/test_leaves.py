@@ -155,6 +155,28 @@ def test_recording_what_was_drawn_changes_no_pixel_and_names_every_kind_of_disea
     assert kinds == {"spots", "spots, early", "blight", "mosaic, patches", "mosaic, interveinal"}
 
 
+# sha256 of render_leaf's pixels at commit c5a5a3f, before the generator could record what it
+# drew: copied from that version's output, so that recording is proven not to move a draw
+# (train split of seed 0; (class index, image index): mosaic patches and spots; blight and
+# insect holes; interveinal chlorosis; interveinal chlorosis, early spots and holes; healthy).
+PIXELS_BEFORE_RECORDING = [
+    ((1, 3), "04022a5fa961b4239c35c78c6da8f20941ae3e18caf405b840d9a7dc6b541ea1"),
+    ((1, 6), "a4478b2d4c18a76b24ee710cf188e44a01f0c9d8acc8eba507bb111818190a16"),
+    ((1, 13), "201e3ea8ff1ef634f952566e9f7c75e1417ceba1194b5a3ca52934fab0b1d8ed"),
+    ((1, 22), "0d07fb7253b5acafcf38db6a9c7a73f70d98a6261864dfa05c5fcdbde2733d3c"),
+    ((0, 2), "8a57ff694526bc69cd34d6f8da08f79f70df290131bc7d6fd5fb27bb8e98c17f"),
+]
+
+
+@pytest.mark.parametrize(("leaf", "digest"), PIXELS_BEFORE_RECORDING)
+def test_the_generator_draws_the_pixels_it_drew_before_it_recorded_its_choices(leaf, digest):
+    class_index, index = leaf
+    drawn: dict = {}
+    rng = np.random.default_rng([0, SPLITS.index("train"), class_index, index])
+    image = render_leaf(rng, CLASSES[class_index] == "Diseased", 160, drawn)
+    assert hashlib.sha256(image.tobytes()).hexdigest() == digest, drawn
+
+
 def test_describe_leaf_reads_split_class_and_index_from_the_generators_file_name():
     # The generator seeds each image with [seed, split index, class index, image index].
     drawn: dict = {}

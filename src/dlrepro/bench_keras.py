@@ -426,6 +426,8 @@ def design_groups(design_cache: Path) -> list[str]:
 
 def errors_by_group(groups: list[str], right_per_seed: list[list[bool]]) -> dict[str, Any]:
     """Per group of leaves: how many, and the wrong answers among them (mean over seeds)."""
+    if any(len(right) != len(groups) for right in right_per_seed):
+        raise ValueError(f"one answer per leaf expected ({len(groups)}) from every seed")
     table: dict[str, Any] = {}
     for group in sorted(set(groups)):
         rows = [i for i, g in enumerate(groups) if g == group]
@@ -433,7 +435,7 @@ def errors_by_group(groups: list[str], right_per_seed: list[list[bool]]) -> dict
         table[group] = {
             "leaves": len(rows),
             "errors": round(wrong, 2),
-            "error_rate": round(wrong / len(rows), 4),
+            "error_pct": round(100 * wrong / len(rows), 1),
         }
     return table
 
@@ -561,8 +563,8 @@ def bench_recipes(
             [
                 (
                     f"{recipe}: {group}",
-                    f"{row['errors']}",
-                    f"of {row['leaves']} leaves, {100 * row['error_rate']:.1f} %",
+                    f"{row['errors']:.2f}",
+                    f"of {row['leaves']} leaves, {row['error_pct']} %",
                 )
                 for recipe in RECIPES
                 for group, row in figures[recipe]["design_errors_by_group"].items()

@@ -451,9 +451,8 @@ def _mosaic(
         blobs = _smooth_noise(rng, size, rng.uniform(0.06, 0.12) * size)
         patches = _sigmoid((blobs - rng.uniform(-0.2, 0.5)) * 6.0) * mask
         surface = _lerp(surface, pale, patches * rng.uniform(0.6, 0.65 + 0.35 * severity))
-        return surface * (1.0 - 0.25 * np.clip(-blobs - 0.8, 0, 1) * mask)[..., None], (
-            "mosaic, patches"
-        )
+        surface = surface * (1.0 - 0.25 * np.clip(-blobs - 0.8, 0, 1) * mask)[..., None]
+        return surface, "mosaic, patches"
     near_vein = np.clip(_blur(veins, rng.uniform(1.5, 3.0)) * 4.0, 0, 1)
     blotch = _sigmoid(2.5 * _smooth_noise(rng, size, 0.1 * size) + 1.0)
     between = (1.0 - near_vein) * blotch * mask
@@ -591,7 +590,8 @@ def render_leaf(
             if kind == 0:
                 surface, disease = _spots(rng, leaf, surface, mask, severity)
             elif kind == 1:
-                surface, disease = _blight(rng, leaf, surface, mask, severity), "blight"
+                surface = _blight(rng, leaf, surface, mask, severity)
+                disease = "blight"
             else:
                 surface, disease = _mosaic(rng, leaf, surface, mask, veins, severity)
             diseases.append(disease)
@@ -644,8 +644,10 @@ def _image_rng(seed: int, split: str, class_name: str, index: int) -> np.random.
 
 def describe_leaf(seed: int, relative_path: str, image_size: int = 160) -> dict[str, Any]:
     """What the generator drew for the leaf it wrote at `relative_path` (as `generate_dataset`
-    names it under its root, e.g. "test/Diseased/diseased_0007.jpg") with `seed`: the leaf is
-    rendered again, so this costs what generating it did (see `render_leaf`'s `drawn`)."""
+    names it under its root, e.g. "test/Diseased/diseased_0007.jpg") with `seed` and
+    `image_size`, the size it was generated at (`data.raw_size`; how many numbers some steps
+    draw depends on it, so another size describes another leaf). The leaf is rendered again,
+    so this costs what generating it did (see `render_leaf`'s `drawn`)."""
     parts = Path(relative_path).parts
     if len(parts) != 3 or parts[0] not in SPLITS or parts[1] not in CLASSES:
         raise DataError(f"{relative_path}: not a path the leaf generator writes")
