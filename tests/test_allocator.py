@@ -55,12 +55,15 @@ def test_a_step_reuses_the_last_steps_memory_instead_of_faulting_it_in():
     applied, kept_faults, kept_growth = steady_steps("keep")
     if not applied:
         pytest.skip("this C library refused the settings (not glibc)")
-    _, default_faults, _ = steady_steps("default")
     # Positive control: with glibc's defaults, at least one 65 MB block (15,876 pages of 4 KB) is
-    # a fresh mapping in every step. Both are in most runs; measured on the AMD kind over 12 runs,
-    # 18,454 to 39,170 a step, a quarter of runs near the lower figure (an earlier bound of 20,000
-    # failed on one of them).
-    assert default_faults > 15_876
+    # a fresh mapping in every step. Both are in most runs: 18,454 to 56,918 a step over 20 runs
+    # on the AMD kind. Once, inside a full `make test` on a busy machine, a run read 10,584, so a
+    # low reading is taken again (up to three runs): the control shows that the measurement can
+    # see fresh mappings, and one run that does is enough for that.
+    default_faults = [steady_steps("default")[1]]
+    while default_faults[-1] <= 15_876 and len(default_faults) < 3:
+        default_faults.append(steady_steps("default")[1])
+    assert max(default_faults) > 15_876, default_faults
     # Kept, fewer pages are faulted in a step than half of one such block: neither comes from a
     # fresh mapping any more. The rest varies by machine (about 1 a step on the 2-core AMD kind;
     # 2,393 on a CI machine, where something smaller than these blocks still maps fresh pages).
