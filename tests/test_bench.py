@@ -164,9 +164,10 @@ def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
     assert figures["seeds"] == [0]  # params.yaml's seed
     assert figures["design_images"] == 8 and "design accuracy" in done.stdout
     assert figures["train_leaves"] == 96 and "96/" in figures["dataset"]
-    for recipe, selected_on in (("text", "last_epoch"), ("tuned", "val")):
+    for recipe, fit_on in (("text", "train"), ("tuned", "train+val")):
         run = figures[recipe]
-        assert run["epochs"] == [1] and run["selected_on"] == selected_on
+        assert run["epochs"] == [1] and run["selected_on"] == "last_epoch"
+        assert run["fit_on"] == fit_on
         assert isinstance(run["fit_s_mean"], float) and run["fit_s_mean"] > 0, recipe
         assert 0.0 <= run["test_acc_mean"] <= 1.0 and run["test_acc_sd"] == 0.0
         assert len(run["design_acc"]) == 1 and 0.0 <= run["design_acc_mean"] <= 1.0

@@ -95,3 +95,34 @@ def test_epochs_belong_to_the_recipes_not_the_trainer(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=r"^trainer\.max_epochs: each recipe sets its own"):
         load_config(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"selected_on": "val"},
+            "recipes.tuned.selected_on='val': with fit_on=train+val the fit learns from val",
+        ),
+        (
+            {"callbacks": {"stop": {"_target_": "x.EarlyStopping", "monitor": "val/acc"}}},
+            "recipes.tuned.callbacks.stop: monitors val/acc, but with fit_on=train+val nothing",
+        ),
+        (
+            {"trainer": {"precision": "bf16-mixed", "limit_val_batches": 0.5}},
+            "recipes.tuned.trainer.limit_val_batches: recipes.tuned has fit_on=train+val, so it",
+        ),
+    ],
+)
+def test_a_fit_on_train_and_val_refuses_whatever_would_read_val(tmp_path, change, expected):
+    """The tuned recipe learns from val: nothing may select, stop or validate on it."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["recipes"]["tuned"]["fit_on"] == "train+val"
+    params["recipes"]["tuned"].update(change)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "params.yaml")
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+    params["recipes"]["tuned"]["fit_on"] = "train"  # the same settings on a fit that holds val out
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    load_config(tmp_path / "params.yaml")

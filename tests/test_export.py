@@ -214,7 +214,7 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
         for i, image in enumerate(random_images(4, 40, seed)):
             cv2.imwrite(str(folder / f"{i}.jpg"), image)
     ingest(tmp_path / "source", tmp_path / "data" / "cache", image_size=32)
-    checkpoint = tmp_path / "models" / "plant_cnn" / "tuned" / "best.ckpt"  # export.recipe's
+    checkpoint = tmp_path / "models" / "plant_cnn" / "tuned" / "last.ckpt"  # export.recipe's
     write_checkpoint(checkpoint, **SMALL)
     evaluation = tmp_path / "metrics" / "evaluate" / "tuned.json"  # what the model card quotes
     evaluation.parent.mkdir(parents=True)
@@ -241,8 +241,10 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     version = client.get_model_version("plant-cnn", "1")
-    assert version.tags["recipe"] == "tuned" and version.tags["selected_on"] == "val"
+    assert version.tags["recipe"] == "tuned" and version.tags["fit_on"] == "train+val"
+    assert version.tags["selected_on"] == "last_epoch"
     card = version.description
+    assert "recipe `tuned`** (fitted on train+val; weights selected on: last_epoch)" in card
     assert "recipe `tuned`" in card and "accuracy 0.500, F1 0.250, ROC AUC 0.750" in card
     assert "float32 NCHW (N, 3, 32, 32), RGB" in card and "dvc repro export" in card
     metrics = json.loads((tmp_path / "metrics" / "export.json").read_text())
@@ -261,7 +263,7 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
     missing = stage()
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
-        "error: models/plant_cnn/tuned/best.ckpt: not found: run `dvc repro train@tuned` first"
+        "error: models/plant_cnn/tuned/last.ckpt: not found: run `dvc repro train@tuned` first"
     )
 
 

@@ -1,9 +1,10 @@
 """Honest evaluation: the test split never reaches a fit, checkpoint selection reads the val
-split, and each evaluation says which recipe and which selection it measured.
+split, a recipe that fits on train and val keeps no val score, and each evaluation says which
+recipe and which selection it measured.
 
 The real train and evaluate stages run as subprocesses on a tiny prepared cache (both recipes,
-2 epochs): the train stage runs with the test split deleted from the cache, so any read of it
-would fail the run.
+and the tuned one set to select on val as `selecting`; 2 epochs each): the train stage runs with
+the test split deleted from the cache, so any read of it would fail the run.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def trained(tmp_path_factory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["image_size"] = SIZE
     params["trainer"]["enable_progress_bar"] = False
-    for recipe in params["recipes"].values():
+    recipes = params["recipes"]
+    recipes["selecting"] = {**recipes["tuned"], "fit_on": "train", "selected_on": "val"}
+    for recipe in recipes.values():
         recipe["max_epochs"] = 2
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
@@ -74,7 +77,7 @@ def trained(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("recipe", ["text", "tuned"])
+@pytest.mark.parametrize("recipe", ["text", "selecting"])
 def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trained, recipe):
     """best.ckpt's score is its weights' accuracy on val, and every epoch's val/acc in the
     history is measured on val's images (the count proves which split). Validation sees each
@@ -96,7 +99,11 @@ def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trai
 
 @pytest.mark.parametrize(
     ("recipe", "selected_on", "checkpoint"),
-    [("text", "last_epoch", "last.ckpt"), ("tuned", "val", "best.ckpt")],
+    [
+        ("text", "last_epoch", "last.ckpt"),
+        ("tuned", "last_epoch", "last.ckpt"),
+        ("selecting", "val", "best.ckpt"),
+    ],
 )
 def test_evaluation_reads_test_once_and_says_what_it_measured(
     trained, recipe, selected_on, checkpoint
@@ -106,7 +113,7 @@ def test_evaluation_reads_test_once_and_says_what_it_measured(
     metrics = json.loads((trained / "metrics" / "evaluate" / f"{recipe}.json").read_text())
     assert metrics["recipe"] == recipe and metrics["selected_on"] == selected_on
     assert metrics["split"] == "test" and metrics["checkpoint"] == checkpoint
-    assert metrics["views_per_image"] == (8 if recipe == "tuned" else 1)
+    assert metrics["views_per_image"] == (1 if recipe == "text" else 8)
     images, labels, classes = load_split(trained / "data" / "cache", "test")
     model = PlantCNN.load_from_checkpoint(
         trained / "models" / "plant_cnn" / recipe / checkpoint, weights_only=True
@@ -117,7 +124,26 @@ def test_evaluation_reads_test_once_and_says_what_it_measured(
     )
 
 
+def test_a_fit_on_train_and_val_learns_from_both_and_keeps_no_val_score(trained):
+    """The tuned recipe (fit_on: train+val) fits every image of train and val, validates on
+    none of them, and leaves last.ckpt alone to evaluate."""
+    cache = trained / "data" / "cache"
+    fitted = sum(len(load_split(cache, split)[1]) for split in ("train", "val"))
+    summary = json.loads((trained / "metrics" / "train" / "tuned.json").read_text())
+    assert summary["fit_on"] == "train+val" and summary["selected_on"] == "last_epoch"
+    assert summary["train_images"] == fitted and summary["val_images"] == 0
+    assert summary["best_val_acc"] is None and summary["last_val_acc"] is None
+    model_dir = trained / "models" / "plant_cnn" / "tuned"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["last.ckpt", "run.json"]
+    history = (trained / "plots" / "train" / "tuned" / "history.csv").read_text()
+    assert "train/acc" in history and "val/" not in history
+    text = json.loads((trained / "metrics" / "train" / "text.json").read_text())
+    assert text["fit_on"] == "train" and text["val_images"] == len(load_split(cache, "val")[1])
+
+
 def test_an_unknown_recipe_is_one_line(trained):
     done = stage(trained, "train", "fancy")
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: expected one recipe name (text, tuned), got fancy"
+    assert done.stderr.strip() == (
+        "error: expected one recipe name (selecting, text, tuned), got fancy"  # yaml sorts keys
+    )

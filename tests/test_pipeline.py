@@ -112,7 +112,8 @@ def test_case_study_runs_carry_dvc_datasets_system_metrics_and_telling_names(rep
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     plant = client.get_experiment_by_name("dlrepro-plant").experiment_id
     for stage, contexts in (
-        ("train@tuned", {"train": "training", "val": "validation"}),
+        ("train@text", {"train": "training", "val": "validation"}),
+        ("train@tuned", {"train": "training", "val": "training"}),  # fit_on: train+val
         ("evaluate@tuned", {"test": "test"}),
     ):
         (found,) = client.search_runs([plant], f"tags.`dvc.stage` = '{stage}'")

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 import torch
 from sklearn import metrics as skm
 
-from dlrepro.errors import ConfigError
+from dlrepro.errors import ConfigError, DataError
 from dlrepro.plant.augment import BatchAugment
-from dlrepro.plant.datamodule import PlantDataModule
+from dlrepro.plant.datamodule import PlantDataModule, StackedRows
 from dlrepro.plant.evaluate import (
     confusion_figure,
     evaluate,
@@ -95,6 +95,56 @@ def test_fit_learns_the_easy_task_and_records_every_epoch(three_epochs):
         "best.ckpt",
         "last.ckpt",
     ]
+
+
+def test_stacked_rows_read_any_rows_of_the_splits_as_one_array():
+    train, _ = leaves(10, seed=1)
+    val, _ = leaves(4, seed=2)
+    stacked = StackedRows(train, val)
+    whole = np.concatenate([train, val])
+    assert len(stacked) == 14 and stacked.shape == whole.shape and stacked.dtype == np.uint8
+    for rows in ([13, 0, 10, 9], [2, 3], [11, 12], list(range(14))[::-1]):
+        assert np.array_equal(stacked[np.array(rows)], whole[rows]), rows
+    with pytest.raises(DataError, match="image shapes differ"):
+        StackedRows(train, val[:, :16])
+
+
+def test_a_fit_on_train_and_val_learns_from_every_row_of_both_and_validates_on_none(tmp_path):
+    train, val = leaves(64, seed=1), leaves(32, seed=2)
+    datamodule = PlantDataModule(CLASSES, *train, *val, batch_size=16, learn_from_val=True)
+    seen = [
+        (image.numpy().tobytes(), int(label))
+        for images, labels in datamodule.train_dataloader()
+        for image, label in zip(images, labels, strict=True)
+    ]
+    expected = [
+        (torch.from_numpy(image).permute(2, 0, 1).float().mul(1 / 255).numpy().tobytes(), label)
+        for images, labels in (train, val)
+        for image, label in zip(images, labels.tolist(), strict=True)
+    ]
+    assert sorted(seen) == sorted(expected)  # each image of both splits once an epoch
+    with pytest.raises(DataError, match="no split left to validate on"):
+        datamodule.val_dataloader()
+
+    def fit_both(out_dir, max_epochs):
+        return fit_plant_cnn(
+            datamodule,
+            PlantCNN(image_size=SIZE, class_names=CLASSES),
+            out_dir,
+            max_epochs=max_epochs,
+            accelerator="cpu",
+            enable_progress_bar=False,
+        )
+
+    result = fit_both(tmp_path / "straight", 2)
+    assert result.best_checkpoint is None and result.best_val_acc is None
+    assert [sorted(row) for row in result.history] == [["epoch", "train/acc", "train/loss"]] * 2
+    assert sorted(p.name for p in result.last_checkpoint.parent.iterdir()) == ["last.ckpt"]
+    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 2 * 6
+    fit_both(tmp_path / "resumed", 1)  # interrupted after one epoch, then run again
+    resumed = fit_both(tmp_path / "resumed", 2)
+    assert resumed.history == result.history
+    assert resumed.last_checkpoint.read_bytes() == result.last_checkpoint.read_bytes()
 
 
 def test_of_epochs_tied_on_val_acc_best_holds_the_lowest_val_loss(three_epochs):

@@ -25,13 +25,14 @@ def case_root(tmp_path: Path) -> Path:
         {"source": "data/x", "classes": ["Diseased", "Healthy"], "counts": counts}
         | {"skipped": [], "leaks": []},
     )
-    for name, best, best_epoch, test, selected_on, views, epochs, precision in (
-        ("tuned", 0.97, 27, 0.955, "val", 8, 30, "bf16-mixed"),
-        ("text", 0.81, 6, 0.745, "last_epoch", 1, 10, "32-true"),
+    for name, fit_on, images, best, best_epoch, test, selected_on, views, epochs, precision in (
+        ("tuned", "train+val", 800, None, None, 0.955, "last_epoch", 8, 30, "bf16-mixed"),
+        ("text", "train", 680, 0.81, 6, 0.745, "last_epoch", 1, 10, "32-true"),
     ):
         write(
             tmp_path / "metrics" / "train" / f"{name}.json",
             {"best_val_acc": best, "best_epoch": best_epoch, "epochs": epochs}
+            | {"fit_on": fit_on, "train_images": images}
             | {"parameters": 1234, "precision": precision},
         )
         scores = {k: test for k in ("accuracy", "precision", "recall", "f1", "roc_auc")}
@@ -50,10 +51,11 @@ def test_recipes_are_side_by_side_with_the_text_first(tmp_path):
     markdown = render_markdown([], case, tmp_path)
     assert HONEST_EVALUATION in markdown
     rows = [line for line in markdown.splitlines() if line.startswith(("| text |", "| tuned |"))]
-    text = "| text | last_epoch | 1 | 10 | 1,234 | 32-true | 0.81 (epoch 6) | 0.745 |"
+    text = "| text | train (680) | last_epoch | 1 | 10 | 1,234 | 32-true | 0.81 (epoch 6) | 0.745 |"
     assert rows[0].startswith(text)
     assert rows[1].startswith(
-        "| tuned | val | 8 | 30 | 1,234 | bf16-mixed | 0.97 (epoch 27) | 0.955 |"
+        "| tuned | train+val (800) | last_epoch | 8 | 30 | 1,234 | bf16-mixed | "
+        "none: val was learnt from | 0.955 |"
     )
 
 

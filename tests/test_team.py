@@ -198,7 +198,7 @@ def test_export_registers_a_model_version(member, server):
     assert version.run_id == exported.info.run_id  # the version links back to its stage run
     onnx = member["root"] / "models" / "plant_cnn.onnx"
     assert version.tags["onnx_md5"] == hashlib.md5(onnx.read_bytes()).hexdigest()
-    assert version.tags["recipe"] == "tuned" and version.tags["selected_on"] == "val"
+    assert version.tags["recipe"] == "tuned" and version.tags["selected_on"] == "last_epoch"
 
 
 def test_stopped_server_stops_the_stage_in_one_line_and_keeps_outputs(member):

@@ -188,7 +188,8 @@ def run_stage(
         "train_images": images,
         "val_images": train["val_images"],
         "epochs": train["epochs"],
-        "best_val_acc": train["best_val_acc"],
+        "best_val_acc": train["best_val_acc"],  # None for a fit on train+val
+        "fit_on": train.get("fit_on", "train"),
         "selected_on": train["selected_on"],
         "precision": train["precision"],
         "test_acc": checkpoint_answers(selected, cache)[0],
@@ -504,8 +505,12 @@ def bench_recipes(
             "epochs": [run["epochs"] for run in per_seed],
             "epoch_s": per_seed[0]["epoch_s"],
             "peak_rss_gb": round(max(run["peak_rss_bytes"] for run in per_seed) / 1e9, 3),
+            "fit_on": per_seed[0]["fit_on"],
             "selected_on": per_seed[0]["selected_on"],
-            "best_val_acc": [round(run["best_val_acc"], 4) for run in per_seed],
+            "best_val_acc": [
+                None if run["best_val_acc"] is None else round(run["best_val_acc"], 4)
+                for run in per_seed
+            ],
         }
         if design:
             scores = [run["design_acc"] for run in per_seed]
@@ -526,8 +531,9 @@ def bench_recipes(
             (
                 f"{recipe}: test accuracy",
                 f"{run['test_acc_mean']} ± {run['test_acc_sd']}",
-                f"seeds {figures['seeds']}: {run['test_acc']}; selected on {run['selected_on']}; "
-                f"best val/acc {run['best_val_acc']}",
+                f"seeds {figures['seeds']}: {run['test_acc']}; fit on {run['fit_on']}; "
+                f"selected on {run['selected_on']}"
+                + ("" if run["fit_on"] == "train+val" else f"; best val/acc {run['best_val_acc']}"),
             )
         )
         if design:

@@ -35,8 +35,9 @@ CACHE = DATA / "cache"  # decoded uint8 arrays of the dataset `data.path` points
 PLANT_MODEL_DIR = MODELS / "plant_cnn"  # one folder per recipe: checkpoints and run.json
 
 
-# What each recipe's `selected_on` evaluates and exports: the last epoch (the text) or the best
-# val/acc epoch; the train stage writes both files (dlrepro.plant.train.fit_callbacks).
+# What each recipe's `selected_on` evaluates and exports: the last epoch or the best val/acc
+# epoch; the train stage writes last.ckpt always, best.ckpt where the recipe holds val out
+# (dlrepro.plant.train.fit_callbacks).
 SELECTED_CHECKPOINT = {"last_epoch": "last.ckpt", "val": "best.ckpt"}
 
 

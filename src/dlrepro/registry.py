@@ -8,7 +8,7 @@ stage's), so it links back to that run's params, tags and parity metrics. It car
   it, and pyfunc's `predict` returns `{"probabilities": array (N, C)}`;
 - the ONNX metadata (class names, input size, scaling) in the MLmodel file's `metadata`;
 - version tags: `git_commit` (the code), `data_md5` (the training cache, as dvc.lock records it),
-  the recipe and its selection, and `onnx_md5` (the file's bytes);
+  the recipe, the splits it was fitted on and its selection, and `onnx_md5` (the file's bytes);
 - a description, the model card the registry page shows (`model_card`): what it is, how good
   it is on the test split, its input contract, and the command that reproduces it;
 - pinned pip requirements of this environment (so MLflow need not infer them) and the CPU
@@ -103,6 +103,7 @@ def register_onnx(
 
 def model_card(
     recipe: str,
+    fit_on: str,
     selected_on: str,
     metrics: dict[str, Any],
     meta: dict[str, str],
@@ -118,7 +119,8 @@ def model_card(
     )
     return "\n".join(
         [
-            f"**plant-cnn, recipe `{recipe}`** (weights selected on: {selected_on}).",
+            f"**plant-cnn, recipe `{recipe}`** (fitted on {fit_on}; weights selected on: "
+            f"{selected_on}).",
             "",
             f"- Test split ({metrics.get('num_images', '?')} images, never used for selection): "
             f"{figures}.",

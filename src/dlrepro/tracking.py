@@ -223,13 +223,15 @@ def stage_run(
     system_metrics: bool = False,
     continue_run: str | None = None,
     tags: Mapping[str, str] | None = None,
+    contexts: Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
     """An MLflow run for one stage execution (of `recipe`, for a per-recipe stage), with the
     resolved config logged as params, `splits` (cache split folders it reads) logged as
     dataset inputs (`log_cache_splits`), and with `system_metrics`, CPU, memory (and GPU where
     there is one) sampled by MLflow's own monitor while the run lasts. `continue_run`: the id of
     an interrupted run to carry on (a resumed fit stays one run), when the store still has it.
-    `tags`: added to the usual ones (`run_tags`)."""
+    `tags`: added to the usual ones (`run_tags`). `contexts`: a split's role in this run where it
+    is not its usual one (CONTEXTS), e.g. {"val": "training"} for a fit that learns from val."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -245,7 +247,7 @@ def stage_run(
         log_system_metrics=system_metrics,
     ) as run:
         mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
-        log_cache_splits(splits or [])
+        log_cache_splits(splits or [], contexts)
         yield run
 
 
@@ -323,16 +325,18 @@ def dvc_remote_url(root: Path) -> str | None:
     return str((root / ".dvc" / url).resolve())  # DVC resolves a relative url against .dvc/
 
 
-def log_cache_splits(splits: list[Path]) -> None:
+def log_cache_splits(splits: list[Path], contexts: Mapping[str, str] | None = None) -> None:
     """Each cache split as a dataset input of the active run, with its context (training,
-    validation, test)."""
+    validation, test: CONTEXTS, or `contexts` by split name, e.g. val as training data)."""
     if not splits:
         return
     remote = dvc_remote_url(repo_root())
     tags = {"dvc.remote": remote} if remote else {}
     log_inputs_concurrently(
         [cache_split_dataset(folder) for folder in splits],
-        contexts=[CONTEXTS.get(folder.name, folder.name) for folder in splits],
+        contexts=[
+            {**CONTEXTS, **(contexts or {})}.get(folder.name, folder.name) for folder in splits
+        ],
         tags_list=[tags or None for _ in splits],
     )
 

@@ -10,7 +10,13 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dlrepro.config.schema import OPTIMIZERS, Config, OptimizersConfig, OptimizerSpec
+from dlrepro.config.schema import (
+    OPTIMIZERS,
+    Config,
+    OptimizersConfig,
+    OptimizerSpec,
+    RecipeConfig,
+)
 from dlrepro.errors import ConfigError
 
 # The problems of chapter 6 (curriculum.optimizers), each with a learning rate per rule.
@@ -85,6 +91,36 @@ def validate(node: Any, prefix: str = "") -> None:
         _cross_check(node)
 
 
+# Trainer arguments about a validation loop, which a fit on train+val does not have.
+VALIDATION_OPTIONS = (
+    "limit_val_batches",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+)
+
+
+def _check_nothing_validates(cfg: Config, key: str, recipe: RecipeConfig) -> None:
+    """A fit that learns from val has nothing held out: refuse whatever would read val."""
+    if recipe.selected_on == "val":
+        raise ConfigError(
+            f"{key}.selected_on='val': with fit_on=train+val the fit learns from val, so val "
+            "cannot choose its epoch; use last_epoch (or fit_on=train)"
+        )
+    for callback, node in recipe.callbacks.items():
+        if node is not None and str(node.get("monitor", "")).startswith("val/"):
+            raise ConfigError(
+                f"{key}.callbacks.{callback}: monitors {node['monitor']}, but with "
+                "fit_on=train+val nothing is held out to validate on"
+            )
+    for prefix, options in (("trainer", cfg.trainer), (f"{key}.trainer", recipe.trainer)):
+        for option in VALIDATION_OPTIONS:
+            if option in options:
+                raise ConfigError(
+                    f"{prefix}.{option}: {key} has fit_on=train+val, so it runs no validation"
+                )
+
+
 def _cross_check(cfg: Config) -> None:
     if not isinstance(cfg.trainer.get("_target_"), str):
         raise ConfigError("trainer: needs a `_target_` naming the class to build")
@@ -126,6 +162,8 @@ def _cross_check(cfg: Config) -> None:
         crop = recipe.augment.crop_scale if recipe.augment else None
         if crop is not None and not (len(crop) == 2 and crop[0] <= crop[1]):
             raise ConfigError(f"{key}.augment.crop_scale={crop!r}: needs [min, max], min <= max")
+        if recipe.fit_on == "train+val":
+            _check_nothing_validates(cfg, key, recipe)
     if cfg.export.recipe not in cfg.recipes:
         raise ConfigError(
             f"export.recipe={cfg.export.recipe!r}: unknown; allowed: {', '.join(cfg.recipes)}"

@@ -199,14 +199,19 @@ class AugmentConfig:
 
 
 SELECTIONS = ("last_epoch", "val")
+# What a recipe's fit learns from: train alone (val held out for selection and curves), or train
+# and val together (nothing held out: the last epoch is evaluated).
+FIT_ON = ("train", "train+val")
 
 
 @dataclass
 class RecipeConfig:
     """One way to train the plant CNN (`conf/recipe/`): what `train@<name>` fits and what
-    `evaluate@<name>` measures. selected_on: the weights evaluated and exported, the last
-    epoch's (the text: no selection) or the best val/acc epoch's. trainer: Trainer arguments this
-    recipe sets over the shared `trainer` (e.g. its precision), checked like them."""
+    `evaluate@<name>` measures. fit_on: the splits the fit learns from, train (val held out) or
+    train+val (the recipe's settings chosen beforehand, the final model fitted on every labelled
+    image). selected_on: the weights evaluated and exported, the last epoch's (no selection) or
+    the best val/acc epoch's. trainer: Trainer arguments this recipe sets over the shared
+    `trainer` (e.g. its precision), checked like them."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: Instantiable = MISSING  # e.g. torch.optim.Adam, `_partial_: true`
@@ -215,6 +220,7 @@ class RecipeConfig:
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> instantiable or null
     trainer: dict[str, Any] = field(default_factory=dict)  # over `trainer`, for this recipe
     max_epochs: int = rule(ge=1)
+    fit_on: str = rule(choices=FIT_ON)
     selected_on: str = rule(choices=SELECTIONS)
 
 

@@ -80,7 +80,34 @@ class EpochBatchSampler(Sampler[BatchPlan]):
             yield BatchPlan(rows, None if seed is None else int(seed))
 
 
-def release_mapped_pages(images: np.ndarray) -> None:
+class StackedRows:
+    """Several uint8 image arrays read as one, row after row, without copying any of them: the
+    train split and the val split of a fit that learns from both, memory-mapped as they are."""
+
+    def __init__(self, *parts: np.ndarray) -> None:
+        shapes = {tuple(part.shape[1:]) for part in parts}
+        if len(shapes) > 1:
+            raise DataError(f"image shapes differ between splits: {sorted(shapes)}")
+        self.parts = parts
+        self.starts = np.cumsum([0, *(len(part) for part in parts)])
+        self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
+        self.ndim = parts[0].ndim
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for part, start, end in zip(self.parts, self.starts, self.starts[1:], strict=False):
+            inside = (rows >= start) & (rows < end)
+            if inside.any():
+                out[inside] = part[rows[inside] - start]
+        return out
+
+
+def release_mapped_pages(images: np.ndarray | StackedRows) -> None:
     """Unmap the pages of a memory-mapped cache that a batch read has touched.
 
     Pages of a file mapping count in the process's resident memory for as long as they stay
@@ -88,9 +115,10 @@ def release_mapped_pages(images: np.ndarray) -> None:
     The cache is read-only, so MADV_DONTNEED just drops the mapping's pages (the kernel's page
     cache keeps the data); the next read maps them again. Same bytes, bounded memory.
     """
-    mapping = getattr(images, "_mmap", None)  # np.memmap's mmap.mmap (None for plain arrays)
-    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
+    for part in images.parts if isinstance(images, StackedRows) else (images,):
+        mapping = getattr(part, "_mmap", None)  # np.memmap's mmap.mmap (None for plain arrays)
+        if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 class ImageBatches(Dataset):
@@ -150,6 +178,8 @@ class PlantDataModule(pl.LightningDataModule):
             machine the CNN, not loading, is the bottleneck).
         augment: label-preserving transforms of training batches (a `BatchAugment`, or its
             settings as a mapping); None: the text's plain images.
+        learn_from_val: fit on train and val together (rows of train, then val's), and validate
+            on nothing: for a recipe whose settings were chosen beforehand (`fit_on: train+val`).
     """
 
     def __init__(
@@ -164,6 +194,7 @@ class PlantDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         augment: BatchAugment | Mapping[str, Any] | None = None,
+        learn_from_val: bool = False,
     ) -> None:
         super().__init__()
         self.classes = list(classes)
@@ -173,11 +204,15 @@ class PlantDataModule(pl.LightningDataModule):
         if isinstance(augment, Mapping):
             augment = BatchAugment(**augment)
         train_labels = check_split("train", train_images, train_labels, n)
-        self.train = ImageBatches(train_images, train_labels, augment)
-        self.val = ImageBatches(val_images, check_split("val", val_images, val_labels, n))
-        shapes = {tuple(split.images.shape[1:]) for split in (self.train, self.val)}
-        if len(shapes) > 1:
-            raise DataError(f"image shapes differ between splits: {sorted(shapes)}")
+        val_labels = check_split("val", val_images, val_labels, n)
+        both = StackedRows(train_images, val_images)  # refuses splits of different image shapes
+        self.learn_from_val = learn_from_val
+        if learn_from_val:
+            self.train = ImageBatches(both, np.concatenate([train_labels, val_labels]), augment)
+            self.val = None
+        else:
+            self.train = ImageBatches(train_images, train_labels, augment)
+            self.val = ImageBatches(val_images, val_labels)
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
@@ -210,7 +245,9 @@ class PlantDataModule(pl.LightningDataModule):
         return self._loader(self.train, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        if self.val is None:  # the Trainer of such a fit runs no validation (limit_val_batches=0)
+            raise DataError("this fit learns from val: there is no split left to validate on")
         return self._loader(self.val, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val, train=False)
+        return self.val_dataloader()

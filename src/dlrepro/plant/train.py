@@ -14,7 +14,8 @@ touches an output: a value that this machine cannot run, or that the class does 
 line naming the key.
 
 What the Trainer adds to the text's one line: seeded, deterministic kernels; `best.ckpt` (highest
-val/acc) and `last.ckpt` in `out_dir`; resuming from `last.ckpt`; and a per-epoch history like
+val/acc; none for a fit that learns from val) and `last.ckpt` in `out_dir`; resuming from
+`last.ckpt`; and a per-epoch history like
 Keras' `History` object. The history travels inside the checkpoints, so a resumed run still
 returns every epoch's row. The checkpoints hold no absolute path (`RelocatableCheckpoint`), so
 the same run writes the same bytes wherever the repository lives.
@@ -69,10 +70,13 @@ LAST_NAME = "last"
 
 @dataclass(frozen=True)
 class FitResult:
-    best_checkpoint: Path  # highest val/acc so far, ties to the lowest val/loss (BestOnVal)
+    """What a fit left. The best-on-val fields are None for a fit that learns from val (nothing
+    was held out to validate on, so there is no best.ckpt)."""
+
+    best_checkpoint: Path | None  # highest val/acc so far, ties to the lowest val/loss (BestOnVal)
     last_checkpoint: Path  # end of the latest completed epoch
-    best_val_acc: float
-    best_epoch: int  # the epoch best_checkpoint holds, from 1
+    best_val_acc: float | None
+    best_epoch: int | None  # the epoch best_checkpoint holds, from 1
     history: list[dict[str, float]]  # one row per epoch: "epoch" (from 1) and HISTORY_METRICS
 
 
@@ -151,10 +155,11 @@ def _interned(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class FitCallbacks:
-    """The callbacks every fit has: the epoch history and the two checkpoints."""
+    """The callbacks every fit has: the epoch history and last.ckpt; and best.ckpt when it
+    validates."""
 
     history: EpochHistory
-    best: BestOnVal
+    best: BestOnVal | None
     last: ModelCheckpoint
 
 
@@ -243,7 +248,7 @@ def _absolute(path: str, folder: Path) -> str:
     return str(folder / path) if path else ""
 
 
-def fit_callbacks(out_dir: Path) -> FitCallbacks:
+def fit_callbacks(out_dir: Path, validates: bool = True) -> FitCallbacks:
     # Two checkpoint callbacks rather than save_last=True: since Lightning 2.6, save_last only
     # refreshes last.ckpt in epochs where a top-k checkpoint was saved, so it would hold the best
     # epoch, not the last one, and a resumed run would repeat epochs.
@@ -251,12 +256,14 @@ def fit_callbacks(out_dir: Path) -> FitCallbacks:
     # best.ckpt is read for its weights only (evaluate, export, predict): without Adam's moments
     # and the callbacks' state it is a third of last.ckpt's size, and cheaper to write on each
     # improvement. Resuming needs last.ckpt alone.
-    best = BestOnVal(
-        filename=BEST_NAME,
-        save_weights_only=True,
-        auto_insert_metric_name=False,  # a metric name in the file name would make "val/" a folder
-        **common,
-    )
+    best = None
+    if validates:
+        best = BestOnVal(
+            filename=BEST_NAME,
+            save_weights_only=True,
+            auto_insert_metric_name=False,  # "val/acc" in a file name would make a folder
+            **common,
+        )
     # No monitor: saved every epoch, overwriting the same file. Listed after `best`, so last.ckpt
     # carries the best score including this epoch's.
     last = RelocatableCheckpoint(filename=LAST_NAME, monitor=None, save_top_k=1, **common)
@@ -376,16 +383,21 @@ def build_trainer(
     logger: Any = False,
     callbacks_key: str = "callbacks",
     seed: int = 0,
+    validates: bool = True,
 ) -> tuple[pl.Trainer, FitCallbacks]:
     """The Trainer of `options` (a `_target_` node: any pl.Trainer argument), with the fit's own
     callbacks plus `callbacks` (name -> `_target_` node, None for off; `callbacks_key` names
     them in errors), writing to `out_dir`; `seed` seeds each step's dropout (BatchSeed).
+    validates=False: a fit that learns from val (`fit_on: train+val`) runs no validation loop
+    and keeps no best.ckpt.
 
     Raises ConfigError (one line naming the key) for anything that cannot run, and touches no
     file: build it before emptying an output folder.
     """
     check_trainer(options)
-    fit = fit_callbacks(Path(out_dir))
+    fit = fit_callbacks(Path(out_dir), validates)
+    if not validates:
+        options = {**options, "limit_val_batches": 0}
     extra = []
     for name, node in (callbacks or {}).items():
         if node is not None:
@@ -409,7 +421,7 @@ def build_trainer(
             callbacks=[
                 BatchSeed(seed),
                 fit.history,
-                fit.best,
+                *([fit.best] if fit.best is not None else []),
                 fit.last,
                 CanonicalCheckpoint(),
                 *extra,
@@ -457,11 +469,12 @@ def fit(
             if trainer.interrupted and interrupted:
                 raise KeyboardInterrupt from None
             raise
+    best = callbacks.best
     return FitResult(
-        best_checkpoint=out_dir / f"{BEST_NAME}{ModelCheckpoint.FILE_EXTENSION}",
+        best_checkpoint=None if best is None else out_dir / f"{BEST_NAME}{best.FILE_EXTENSION}",
         last_checkpoint=last_path,
-        best_val_acc=float(callbacks.best.best_model_score),
-        best_epoch=callbacks.best.best_epoch,
+        best_val_acc=None if best is None else float(best.best_model_score),
+        best_epoch=None if best is None else best.best_epoch,
         history=list(callbacks.history.rows),
     )
 
@@ -498,7 +511,14 @@ def fit_plant_cnn(
             "mode": "max",
             "patience": early_stopping_patience,
         }
-    trainer, fit_state = build_trainer(options, out_dir, callbacks, logger or False, seed=seed)
+    trainer, fit_state = build_trainer(
+        options,
+        out_dir,
+        callbacks,
+        logger or False,
+        seed=seed,
+        validates=not datamodule.learn_from_val,
+    )
     return fit(trainer, fit_state, model, datamodule, resume)
 
 
@@ -508,8 +528,10 @@ def history_figure(history: list[dict[str, float]]) -> Any:
 
     figure = Figure(figsize=(10, 3.8))
     epochs = [row["epoch"] for row in history]
+    # A fit on train+val validates on nothing: its curves are train's alone.
+    splits = [s for s in ("train", "val") if any(f"{s}/loss" in row for row in history)]
     for ax, metric in zip(figure.subplots(1, 2), ("loss", "acc"), strict=True):
-        for split in ("train", "val"):
+        for split in splits:
             ax.plot(epochs, [row.get(f"{split}/{metric}") for row in history], "o-", label=split)
         ax.set(xlabel="epoch", title=metric)
         if len(epochs) <= 15:  # one tick per epoch while they stay readable
@@ -567,7 +589,8 @@ def build_datamodule(
     cfg: Config, recipe: str, classes: list[str], train: tuple[Any, Any], val: tuple[Any, Any]
 ) -> PlantDataModule:
     """The data `train@<recipe>` fits on: `cfg.datamodule` over the train and val splits, with
-    the recipe's augmentation. The test split is not an argument: no fit can see it."""
+    the recipe's augmentation, learning from val too when the recipe fits on train+val. The
+    test split is not an argument: no fit can see it."""
     augment = cfg.recipes[recipe].augment
     with config_errors("datamodule"):
         return instantiate(
@@ -579,4 +602,5 @@ def build_datamodule(
             val_images=val[0],
             val_labels=val[1],
             augment=None if augment is None else asdict(augment),
+            learn_from_val=cfg.recipes[recipe].fit_on == "train+val",
         )

@@ -66,14 +66,16 @@ def main() -> None:
             tolerance=PARITY_TOLERANCE,
         )
         metrics = write_json(root / paths.METRICS / "export.json", figures)
-        selected_on, data_md5, commit = (
-            cfg.recipes[recipe].selected_on,
-            dvc_md5(cache),
-            git_commit(),
-        )
+        spec, data_md5, commit = cfg.recipes[recipe], dvc_md5(cache), git_commit()
         meta = OnnxModel(root / ONNX_MODEL).session.get_modelmeta().custom_metadata_map
         card = model_card(
-            recipe, selected_on, json.loads(evaluation.read_text()), meta, data_md5, commit
+            recipe,
+            spec.fit_on,
+            spec.selected_on,
+            json.loads(evaluation.read_text()),
+            meta,
+            data_md5,
+            commit,
         )
         registered = register_onnx(
             root / ONNX_MODEL,
@@ -82,7 +84,8 @@ def main() -> None:
                 "git_commit": commit,
                 "data_md5": data_md5,
                 "recipe": recipe,
-                "selected_on": selected_on,
+                "fit_on": spec.fit_on,
+                "selected_on": spec.selected_on,
             },
             description=card,
         )

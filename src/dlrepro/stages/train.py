@@ -1,5 +1,6 @@
 """DVC stage `train@<recipe>`: one recipe's plant CNN on the prepared cache's train split,
-validated on its val split, with Lightning and MLflow.
+validated on its val split (or, for a recipe with `fit_on: train+val`, on both splits with
+nothing validated), with Lightning and MLflow.
 
     python -m dlrepro.stages.train text        # or tuned: the recipes of conf/recipe/
 
@@ -134,8 +135,13 @@ def main() -> None:
     # train and val only: the test split is read by `evaluate` alone
     train_images, train_labels, classes = load_split(cache, "train")
     val_images, val_labels, _ = load_split(cache, "val")
-    for split, labels in (("train", train_labels), ("val", val_labels)):
-        print(f"{split}: Found {len(labels)} images belonging to {len(classes)} classes.")
+    # The images the fit learns from, and those it holds out to validate on.
+    learns_from_val = spec.fit_on == "train+val"
+    fitted = len(train_labels) + (len(val_labels) if learns_from_val else 0)
+    held_out = 0 if learns_from_val else len(val_labels)
+    for split, count in ((spec.fit_on.replace("+", " + "), fitted), ("val", held_out)):
+        if count:
+            print(f"{split}: Found {count} images belonging to {len(classes)} classes.")
 
     # Everything that can fail on config is built before any output is touched.
     out_dir = root / paths.recipe_model_dir(recipe)
@@ -151,6 +157,7 @@ def main() -> None:
             spec.callbacks,
             callbacks_key=f"recipes.{recipe}.callbacks",
             seed=cfg.seed,
+            validates=not datamodule.learn_from_val,
         )
     except ConfigError as err:
         raise recipe_keyed(err, recipe, spec.trainer) from None
@@ -191,6 +198,7 @@ def main() -> None:
         # Whether it resumed is the run's history, not its result: a tag, not a metrics field
         # (a resumed run writes the same bytes as an uninterrupted one).
         tags={FINGERPRINT_TAG: stamp, "dlrepro.resumed": str(resume).lower()},
+        contexts={"val": "training"} if learns_from_val else None,
     ) as run:
         trainer.logger = mlflow_logger(run_id=run.info.run_id, tracking_uri=tracking_uri())
         started = time.perf_counter()
@@ -201,14 +209,15 @@ def main() -> None:
         save_figure(history_figure(result.history), plots / "history.png")
         summary = {
             "recipe": recipe,
+            "fit_on": spec.fit_on,
             "selected_on": spec.selected_on,
             "best_val_acc": result.best_val_acc,
             "best_epoch": result.best_epoch,
             "last_val_acc": result.history[-1].get("val/acc") if result.history else None,
             "epochs": len(result.history),
             "classes": classes,
-            "train_images": len(train_labels),
-            "val_images": len(val_labels),
+            "train_images": fitted,
+            "val_images": held_out,
             "parameters": sum(p.numel() for p in model.parameters()),
             "precision": trainer.precision,  # the shared trainer's or the recipe's own
         }
@@ -217,9 +226,14 @@ def main() -> None:
         # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)
+    learnt = (
+        "fit on train + val, nothing held out"
+        if learns_from_val
+        else f"best val/acc {result.best_val_acc:.4f} (epoch {result.best_epoch})"
+    )
     print(
-        f"train@{recipe}: best val/acc {result.best_val_acc:.4f} (epoch {result.best_epoch}); "
-        f"evaluated and exported from {chosen} (selected on {spec.selected_on})"
+        f"train@{recipe}: {learnt}; evaluated and exported from {chosen} "
+        f"(selected on {spec.selected_on})"
     )
 
 
