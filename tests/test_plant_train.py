@@ -45,13 +45,14 @@ def leaves(n: int, seed: int, num_classes: int = 2) -> tuple[np.ndarray, np.ndar
     return images, labels
 
 
-def leaf_datamodule(num_classes: int = 2) -> PlantDataModule:
+def leaf_datamodule(num_classes: int = 2, learn_from_val: bool = False) -> PlantDataModule:
     classes = CLASSES if num_classes == 2 else [f"class{c}" for c in range(num_classes)]
     return PlantDataModule(
         classes,
         *leaves(64, seed=1, num_classes=num_classes),
         *leaves(32, seed=2, num_classes=num_classes),
         batch_size=16,
+        learn_from_val=learn_from_val,
     )
 
 
@@ -105,6 +106,8 @@ def test_stacked_rows_read_any_rows_of_the_splits_as_one_array():
     assert len(stacked) == 14 and stacked.shape == whole.shape and stacked.dtype == np.uint8
     for rows in ([13, 0, 10, 9], [2, 3], [11, 12], list(range(14))[::-1]):
         assert np.array_equal(stacked[np.array(rows)], whole[rows]), rows
+    with pytest.raises(IndexError):
+        stacked[np.array([3, 14])]
     with pytest.raises(DataError, match="image shapes differ"):
         StackedRows(train, val[:, :16])
 
@@ -141,6 +144,10 @@ def test_a_fit_on_train_and_val_learns_from_every_row_of_both_and_validates_on_n
     assert [sorted(row) for row in result.history] == [["epoch", "train/acc", "train/loss"]] * 2
     assert sorted(p.name for p in result.last_checkpoint.parent.iterdir()) == ["last.ckpt"]
     assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 2 * 6
+    with pytest.raises(ConfigError, match=r"early_stopping: monitors val/acc, but this fit"):
+        fit_plant_cnn(
+            datamodule, PlantCNN(image_size=SIZE), tmp_path / "stops", 2, early_stopping_patience=1
+        )
     fit_both(tmp_path / "resumed", 1)  # interrupted after one epoch, then run again
     resumed = fit_both(tmp_path / "resumed", 2)
     assert resumed.history == result.history
@@ -178,11 +185,12 @@ def test_resuming_from_last_checkpoint_continues_exactly_where_it_stopped(three_
     assert resumed.last_checkpoint.read_bytes() == three_epochs.last_checkpoint.read_bytes()
 
 
-def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("learn_from_val", [False, True], ids=["val-held-out", "train+val"])
+def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path, learn_from_val):
     """With augmentation (seeded per batch from (seed, epoch)), batch norm, dropout and a
     one-cycle schedule stepped per batch: a 3-epoch run interrupted after its second epoch and
     run again gives the weights and history of a straight run, so an interrupted tuned run
-    loses nothing."""
+    loses nothing, whether it holds val out or learns from it (the tuned recipe's fit_on)."""
     from functools import partial
 
     class Interrupted(Exception):
@@ -196,7 +204,7 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
                 raise Interrupted
 
     def run(out_dir, stop_at=None):
-        datamodule = leaf_datamodule()
+        datamodule = leaf_datamodule(learn_from_val=learn_from_val)
         datamodule.train.augment = BatchAugment(hflip=True, rot90=True, brightness=0.2)
         model = StopsBeforeEpoch(
             image_size=SIZE,
@@ -222,7 +230,9 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path):
     assert_same_weights(weights(resumed.last_checkpoint), weights(straight.last_checkpoint))
     assert resumed.last_checkpoint.read_bytes() == straight.last_checkpoint.read_bytes()
     schedule = torch.load(straight.last_checkpoint, weights_only=True)["lr_schedulers"][0]
-    assert schedule["total_steps"] == 16 and schedule["last_epoch"] == 3 * 4  # at least 16
+    steps = 96 // 16 if learn_from_val else 64 // 16  # per epoch: train+val rows or train's
+    assert schedule["last_epoch"] == 3 * steps
+    assert schedule["total_steps"] == max(16, 3 * steps)  # at least 16
 
 
 def test_best_checkpoint_holds_weights_only_and_last_holds_what_resuming_needs(tmp_path):

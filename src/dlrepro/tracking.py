@@ -332,11 +332,10 @@ def log_cache_splits(splits: list[Path], contexts: Mapping[str, str] | None = No
         return
     remote = dvc_remote_url(repo_root())
     tags = {"dvc.remote": remote} if remote else {}
+    roles = {**CONTEXTS, **(contexts or {})}
     log_inputs_concurrently(
         [cache_split_dataset(folder) for folder in splits],
-        contexts=[
-            {**CONTEXTS, **(contexts or {})}.get(folder.name, folder.name) for folder in splits
-        ],
+        contexts=[roles.get(folder.name, folder.name) for folder in splits],
         tags_list=[tags or None for _ in splits],
     )
 

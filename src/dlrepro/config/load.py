@@ -91,7 +91,8 @@ def validate(node: Any, prefix: str = "") -> None:
         _cross_check(node)
 
 
-# Trainer arguments about a validation loop, which a fit on train+val does not have.
+# Trainer arguments about a validation loop, which a fit on train+val does not have. Refused in
+# the recipe's own `trainer`; in the shared one they apply to the recipes that validate.
 VALIDATION_OPTIONS = (
     "limit_val_batches",
     "val_check_interval",
@@ -100,7 +101,7 @@ VALIDATION_OPTIONS = (
 )
 
 
-def _check_nothing_validates(cfg: Config, key: str, recipe: RecipeConfig) -> None:
+def _check_nothing_validates(key: str, recipe: RecipeConfig) -> None:
     """A fit that learns from val has nothing held out: refuse whatever would read val."""
     if recipe.selected_on == "val":
         raise ConfigError(
@@ -113,12 +114,11 @@ def _check_nothing_validates(cfg: Config, key: str, recipe: RecipeConfig) -> Non
                 f"{key}.callbacks.{callback}: monitors {node['monitor']}, but with "
                 "fit_on=train+val nothing is held out to validate on"
             )
-    for prefix, options in (("trainer", cfg.trainer), (f"{key}.trainer", recipe.trainer)):
-        for option in VALIDATION_OPTIONS:
-            if option in options:
-                raise ConfigError(
-                    f"{prefix}.{option}: {key} has fit_on=train+val, so it runs no validation"
-                )
+    for option in VALIDATION_OPTIONS:
+        if option in recipe.trainer:
+            raise ConfigError(
+                f"{key}.trainer.{option}: {key} has fit_on=train+val, so it runs no validation"
+            )
 
 
 def _cross_check(cfg: Config) -> None:
@@ -163,7 +163,7 @@ def _cross_check(cfg: Config) -> None:
         if crop is not None and not (len(crop) == 2 and crop[0] <= crop[1]):
             raise ConfigError(f"{key}.augment.crop_scale={crop!r}: needs [min, max], min <= max")
         if recipe.fit_on == "train+val":
-            _check_nothing_validates(cfg, key, recipe)
+            _check_nothing_validates(key, recipe)
     if cfg.export.recipe not in cfg.recipes:
         raise ConfigError(
             f"export.recipe={cfg.export.recipe!r}: unknown; allowed: {', '.join(cfg.recipes)}"

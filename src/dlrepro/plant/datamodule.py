@@ -91,7 +91,6 @@ class StackedRows:
         self.parts = parts
         self.starts = np.cumsum([0, *(len(part) for part in parts)])
         self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
-        self.ndim = parts[0].ndim
         self.dtype = parts[0].dtype
 
     def __len__(self) -> int:
@@ -99,8 +98,10 @@ class StackedRows:
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows outside 0..{len(self) - 1}")
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        for part, start, end in zip(self.parts, self.starts, self.starts[1:], strict=False):
+        for part, start, end in zip(self.parts, self.starts[:-1], self.starts[1:], strict=True):
             inside = (rows >= start) & (rows < end)
             if inside.any():
                 out[inside] = part[rows[inside] - start]

@@ -402,6 +402,11 @@ def build_trainer(
     for name, node in (callbacks or {}).items():
         if node is not None:
             check_arguments(f"{callbacks_key}.{name}", node)
+            if not validates and str(node.get("monitor", "")).startswith("val/"):
+                raise ConfigError(
+                    f"{callbacks_key}.{name}: monitors {node['monitor']}, but this fit learns "
+                    "from val: nothing is held out to validate on"
+                )
             with config_errors(f"{callbacks_key}.{name}"):
                 callback = instantiate(node, _convert_="all")
             if isinstance(callback, (WeightAveraging, StochasticWeightAveraging)):
