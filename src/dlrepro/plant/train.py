@@ -15,10 +15,10 @@ line naming the key.
 
 What the Trainer adds to the text's one line: seeded, deterministic kernels; `best.ckpt` (highest
 val/acc; none for a fit that learns from val) and `last.ckpt` in `out_dir`; resuming from
-`last.ckpt`; and a per-epoch history like
-Keras' `History` object. The history travels inside the checkpoints, so a resumed run still
-returns every epoch's row. The checkpoints hold no absolute path (`RelocatableCheckpoint`), so
-the same run writes the same bytes wherever the repository lives.
+`last.ckpt`; and a per-epoch history like Keras' `History` object. The history travels inside
+the checkpoints, so a resumed run still returns every epoch's row. The checkpoints hold no
+absolute path (`RelocatableCheckpoint`), so the same run writes the same bytes wherever the
+repository lives.
 """
 
 from __future__ import annotations

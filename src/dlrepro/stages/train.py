@@ -157,7 +157,7 @@ def main() -> None:
             spec.callbacks,
             callbacks_key=f"recipes.{recipe}.callbacks",
             seed=cfg.seed,
-            validates=not datamodule.learn_from_val,
+            validates=not learns_from_val,
         )
     except ConfigError as err:
         raise recipe_keyed(err, recipe, spec.trainer) from None
