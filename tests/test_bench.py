@@ -220,7 +220,7 @@ def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
     from dlrepro.bench import generate_and_prepare
     from dlrepro.bench_keras import design_set
     from dlrepro.config import load_config
-    from dlrepro.data.ingest import load_split
+    from dlrepro.data.cache import load_split
 
     images, labels, classes = load_split(design_set(tmp_path / "design", 8), "test")
     assert len(images) == 8 and sorted(labels.tolist()) == [0] * 4 + [1] * 4
@@ -237,7 +237,7 @@ def test_more_leaves_are_neither_the_pipelines_nor_the_design_sets(tmp_path: Pat
     from dlrepro.bench import generate_and_prepare
     from dlrepro.bench_keras import design_set, more_leaves
     from dlrepro.config import load_config
-    from dlrepro.data.ingest import load_split
+    from dlrepro.data.cache import load_split
 
     data = load_config(REPO / "params.yaml").data
     cache, described = more_leaves(tmp_path / "more", 8)

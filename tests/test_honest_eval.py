@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dlrepro.data.ingest import ingest, load_split
+from dlrepro.data.cache import load_split
+from dlrepro.data.ingest import ingest
 from dlrepro.plant.evaluate import evaluate
 from dlrepro.plant.model import PlantCNN
 

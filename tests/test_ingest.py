@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dlrepro.data.cache import load_split
 from dlrepro.data.images import jpeg_reduction, load_square_rgb
-from dlrepro.data.ingest import ingest, load_split
+from dlrepro.data.ingest import ingest
 from dlrepro.errors import ConfigError, DataError
 
 # Tiny squares keep every test fast; no val split, except in the tests about val.

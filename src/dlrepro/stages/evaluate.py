@@ -26,7 +26,7 @@ def main() -> None:
     selected_on = cfg.recipes[recipe].selected_on
     ensure_reachable()
 
-    from dlrepro.data.ingest import load_split
+    from dlrepro.data.cache import load_split
     from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
     from dlrepro.plant.evaluate import (
         confusion_figure,

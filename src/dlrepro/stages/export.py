@@ -28,7 +28,7 @@ def main() -> None:
     cfg = load_config(root / "params.yaml")
     ensure_reachable()
 
-    from dlrepro.data.ingest import load_split
+    from dlrepro.data.cache import load_split
     from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
     from dlrepro.outputs import write_json
     from dlrepro.predict import ONNX_MODEL, OnnxModel, served_checkpoint, to_model_input

@@ -121,7 +121,7 @@ def main() -> None:
 
     import pytorch_lightning as pl
 
-    from dlrepro.data.ingest import load_split
+    from dlrepro.data.cache import load_split
     from dlrepro.plant.train import (
         build_datamodule,
         build_plant_cnn,

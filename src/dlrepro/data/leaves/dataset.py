@@ -1,0 +1,159 @@
+"""The leaf dataset on disk, in the layout `flow_from_directory` reads, and what drew each file.
+
+Every image has its own generator, seeded from (seed, split, class, index), so its bytes depend
+neither on the order of generation nor on how many other images are drawn; files are written at
+a fixed JPEG quality. Same arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from dlrepro.data.leaves.render import render_leaf
+from dlrepro.errors import ConfigError, DataError
+
+SPLITS = ("train", "test")
+# The folder names are the labels flow_from_directory (and torchvision's ImageFolder) read. Their
+# order here is not the label index: both loaders sort the names, so Diseased = 0, Healthy = 1.
+CLASSES = ("Healthy", "Diseased")
+JPEG_QUALITY = 92
+_OWN_FILE = re.compile(r"^(healthy|diseased)_\d+\.jpg$")
+
+
+def _image_rng(seed: int, split: str, class_name: str, index: int) -> np.random.Generator:
+    """One generator per image, so its bytes depend only on (seed, split, class, index)."""
+    return np.random.default_rng([seed, SPLITS.index(split), CLASSES.index(class_name), index])
+
+
+def describe_leaf(seed: int, relative_path: str, image_size: int = 160) -> dict[str, Any]:
+    """What the generator drew for the leaf it wrote at `relative_path` (as `generate_dataset`
+    names it under its root, e.g. "test/Diseased/diseased_0007.jpg") with `seed` and
+    `image_size`, the size it was generated at (`data.raw_size`; how many numbers some steps
+    draw depends on it, so another size describes another leaf). The leaf is rendered again,
+    so this costs what generating it did (see `render_leaf`'s `drawn`)."""
+    parts = Path(relative_path).parts
+    if len(parts) != 3 or parts[0] not in SPLITS or parts[1] not in CLASSES:
+        raise DataError(f"{relative_path}: not a path the leaf generator writes")
+    split, class_name, name = parts
+    if not _OWN_FILE.match(name) or not name.startswith(class_name.lower() + "_"):
+        raise DataError(f"{relative_path}: not a file name the leaf generator writes")
+    index = int(name.split("_")[1].split(".")[0])
+    drawn: dict[str, Any] = {}
+    render_leaf(
+        _image_rng(seed, split, class_name, index), class_name == "Diseased", image_size, drawn
+    )
+    return drawn
+
+
+def _check_size(name: str, value: int) -> None:
+    if value < 2 or value % 2:
+        raise ConfigError(f"{name} must be an even number >= 2 (two balanced classes), got {value}")
+
+
+def generate_dataset(
+    root: Path,
+    train_size: int = 800,
+    test_size: int = 200,
+    seed: int = 0,
+    image_size: int = 160,
+) -> dict[str, dict[str, int]]:
+    """Write the Healthy/Diseased leaf dataset under `root` and return its counts.
+
+    root: folder that receives `train/` and `test/`, each with `Healthy/` and `Diseased/`.
+    train_size, test_size: images per split, split evenly between the two classes (even, >= 2).
+    seed: non-negative integer; the same seed writes byte-identical files.
+    image_size: side of the square images in pixels (>= 64; 160 leaves the 128×128 resize real).
+
+    Files this generator wrote earlier (`healthy_NNNN.jpg`, `diseased_NNNN.jpg`) beyond the new
+    counts are removed; any other file or folder under `<root>/<split>/` is a DataError, as it
+    would join the dataset (or become a third class) unnoticed.
+    Returns {"train": {"Healthy": n, "Diseased": n}, "test": {...}}.
+    """
+    root = Path(root)
+    _check_size("train_size", train_size)
+    _check_size("test_size", test_size)
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if image_size < 64:
+        raise ConfigError(f"image_size must be at least 64 pixels, got {image_size}")
+
+    plan = {"train": train_size // 2, "test": test_size // 2}
+    for split in SPLITS:
+        if (root / split).is_dir():
+            for path in sorted((root / split).iterdir()):
+                if path.name not in CLASSES:
+                    raise DataError(f"{path}: not a class of this dataset; remove it first")
+        for class_name in CLASSES:
+            folder = root / split / class_name
+            if folder.exists() and not folder.is_dir():
+                raise DataError(f"{folder}: exists and is not a folder")
+            folder.mkdir(parents=True, exist_ok=True)
+            wanted = {f"{class_name.lower()}_{i:04d}.jpg" for i in range(plan[split])}
+            for path in sorted(folder.iterdir()):
+                if not _OWN_FILE.match(path.name):
+                    raise DataError(f"{path}: not written by the leaf generator; remove it first")
+                if path.name not in wanted:
+                    path.unlink()
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    counts: dict[str, dict[str, int]] = {}
+    with tqdm(total=train_size + test_size, desc="leaves", unit="img", disable=None) as bar:
+        for split in SPLITS:
+            counts[split] = {}
+            for class_name in CLASSES:
+                folder = root / split / class_name
+                for index in range(plan[split]):
+                    rng = _image_rng(seed, split, class_name, index)
+                    image = render_leaf(rng, class_name == "Diseased", image_size)
+                    path = folder / f"{class_name.lower()}_{index:04d}.jpg"
+                    if not cv2.imwrite(str(path), image, params):
+                        raise DataError(f"{path}: OpenCV could not write the image")
+                    bar.update()
+                counts[split][class_name] = plan[split]
+    return counts
+
+
+def contact_sheet(root: Path, per_class: int, out: Path, split: str = "train") -> Path:
+    """A PNG grid of the first `per_class` images of each class, one labelled row per class.
+
+    root: a dataset folder in the layout `generate_dataset` writes; split: "train" or "test".
+    """
+    root, out = Path(root), Path(out)
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if per_class < 1:
+        raise ConfigError(f"per_class must be at least 1, got {per_class}")
+    rows = []
+    for class_name in CLASSES:
+        folder = root / split / class_name
+        paths = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+        if len(paths) < per_class:
+            raise DataError(f"{folder}: needs {per_class} .jpg images, found {len(paths)}")
+        tiles = []
+        for path in paths[:per_class]:
+            tile = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if tile is None:
+                raise DataError(f"{path}: not a readable image")
+            tiles.append(tile)
+        side = tiles[0].shape[0]
+        tiles = [cv2.resize(t, (side, side), interpolation=cv2.INTER_AREA) for t in tiles]
+        label = np.full((side, 150, 3), 255, np.uint8)
+        cv2.putText(
+            label, class_name, (8, side // 2 + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.75, (0, 0, 0), 2
+        )
+        gap = np.full((side, 4, 3), 255, np.uint8)
+        row = [label]
+        for tile in tiles:
+            row += [tile, gap]
+        rows.append(np.hstack(row))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), np.vstack(rows[:-1])):
+        raise DataError(f"{out}: OpenCV could not write the contact sheet")
+    return out

@@ -1,0 +1,90 @@
+"""Which split each decoded image goes to, and the copies that would leak across splits.
+
+A one-folder dataset's test split is drawn per class with `np.random.default_rng(seed)`; val is
+then carved out of train the same way with `default_rng([seed, 1])`, so adding val leaves the
+test split unchanged, and a given test split is never re-drawn. Checkpoint selection, early
+stopping and tuning read val, so test is touched once, by the evaluation. Identical images (equal
+cached pixels) always land on the same side of a draw; a val image equal to a train image, or a
+test image equal to an earlier one, is a leak and is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from dlrepro.data.layout import Candidate
+
+SPLITS = ("train", "val", "test")  # the cache's splits, in the order they are written
+VAL_SEED_STREAM = 1  # val is drawn from rng([seed, 1]): the test split's rng(seed) is unchanged
+
+
+def assign_splits(
+    decoded: list[Candidate],
+    n_classes: int,
+    draw_test: bool,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+) -> None:
+    """Set each candidate's split: test first when `draw_test` (the one-folder layout), then val."""
+    if draw_test:
+        _split_by_class(decoded, n_classes, "train", "test", test_fraction, seed)
+    _split_by_class(decoded, n_classes, "train", "val", val_fraction, [seed, VAL_SEED_STREAM])
+
+
+def _split_by_class(
+    decoded: list[Candidate],
+    n_classes: int,
+    source: str | None,
+    target: str,
+    fraction: float,
+    seed: int | list[int],
+) -> None:
+    """Move round(n × fraction) of each class's `source` images (at least 1, at most n − 1; none
+    for fraction 0) to `target`: a seeded shuffle of groups of identical images, so copies of one
+    picture never straddle the two splits. `source` None: the unsplit one-folder layout."""
+    rng = np.random.default_rng(seed)
+    for label in range(n_classes):
+        members = [c for c in decoded if c.label == label and c.split in (source, None)]
+        groups: dict[str, list[Candidate]] = {}
+        for candidate in members:
+            groups.setdefault(candidate.digest, []).append(candidate)
+        ordered = list(groups.values())
+        # round half up (Python's round() rounds half to even), at least 1, at most n - 1
+        wanted = math.floor(len(members) * fraction + 0.5)
+        count = min(len(members) - 1, max(1, wanted)) if fraction > 0 else 0
+        moved = 0
+        for index in rng.permutation(len(ordered)):
+            group = ordered[index]
+            to_target = moved < count and moved + len(group) < len(members)
+            for candidate in group:
+                candidate.split = target if to_target else source or "train"
+            moved += len(group) if to_target else 0
+
+
+def drop_leaks(decoded: list[Candidate]) -> list[dict[str, str]]:
+    """Val images equal to a train image, and test images equal to a train or val image, each
+    paired with the first such earlier image (split order: train, val, test)."""
+    first_seen: dict[str, tuple[str, str]] = {}  # digest -> (split, path) of its first image
+    leaks = []
+    for split in SPLITS:
+        for candidate in (c for c in decoded if c.split == split):
+            earlier_split, earlier_path = first_seen.setdefault(
+                candidate.digest, (split, candidate.path)
+            )
+            if earlier_split != split:
+                leaks.append({"split": split, "path": candidate.path, "copy_of": earlier_path})
+    return leaks
+
+
+def duplicates(kept: list[Candidate]) -> list[dict[str, Any]]:
+    """Groups of identical images inside one split (kept: they weigh more, but do not leak)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for candidate in kept:
+        groups.setdefault((candidate.split, candidate.digest), []).append(candidate.path)
+    return [
+        {"split": split, "paths": paths} for (split, _), paths in groups.items() if len(paths) > 1
+    ]
