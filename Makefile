@@ -27,14 +27,14 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 
 test: $(STAMP)    ## unit + end-to-end tests, then ruff
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 test-fast: $(STAMP)  ## unit tests only
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 params: $(STAMP)  ## recompose params.yaml from conf/; overrides: make params ARGS="profile=small"
 	$(PY) -m dlrepro.config.compose $(ARGS)
@@ -44,7 +44,7 @@ ui: $(STAMP)      ## MLflow UI on the embedded store, printing links to its mode
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/bench.json (untracked)
-	$(PY) -m dlrepro.bench
+	$(PY) -m benchmarks
 
 # The text's own Keras program, for `make bench`'s side-by-side: TensorFlow lives in its own venv
 # and is never a dependency of dlrepro.

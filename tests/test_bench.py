@@ -42,7 +42,7 @@ PRINTED = (
 @pytest.mark.slow
 def test_quick_training_bench_prints_and_writes_numeric_figures(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "dlrepro.bench", "--quick", "--only", "training"]
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--only", "training"]
     done = subprocess.run(
         [*command, "--output", str(output)], cwd=REPO, capture_output=True, text=True
     )
@@ -79,15 +79,17 @@ def test_accelerator_runs_fit_the_recipes_and_keep_a_failed_run_as_a_row(
     """What the training section runs on a CUDA machine, run here where accelerator="auto" finds
     the CPU: the tuned recipe in its own precision, and a run that fails (an unknown precision)
     becomes a row with its error rather than ending the bench."""
-    from dlrepro import bench
+    from benchmarks import training
+    from benchmarks.common import Scale, generate_and_prepare
     from dlrepro.config import load_config
 
     cfg = load_config(REPO / "params.yaml")
-    bench.generate_and_prepare(tmp_path / "leaves", tmp_path / "cache", cfg.data, 64, 16)
-    monkeypatch.setattr(bench, "ACCELERATOR_RUNS", (("tuned", None), ("text", "no-such-precision")))
-    scale = bench.Scale(quick=True)
+    generate_and_prepare(tmp_path / "leaves", tmp_path / "cache", cfg.data, 64, 16)
+    runs = (("tuned", None), ("text", "no-such-precision"))
+    monkeypatch.setattr(training, "ACCELERATOR_RUNS", runs)
+    scale = Scale(quick=True)
     scale.image_limit = None  # the whole small cache
-    tuned, failed = bench.bench_accelerator(tmp_path, tmp_path / "cache", cfg, scale, 100.0)
+    tuned, failed = training.bench_accelerator(tmp_path, tmp_path / "cache", cfg, scale, 100.0)
 
     assert tuned["recipe"] == "tuned" and tuned["precision"] == "bf16-mixed"  # the recipe's own
     assert tuned["device"] == "cpu" and tuned["peak_device_memory_gb"] is None
@@ -100,7 +102,7 @@ def test_accelerator_runs_fit_the_recipes_and_keep_a_failed_run_as_a_row(
 
 def run_bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     output = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "dlrepro.bench", *args, "--output", str(output)]
+    command = [sys.executable, "-m", "benchmarks", *args, "--output", str(output)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, json.loads(output.read_text())
@@ -112,7 +114,7 @@ def test_quick_vs_keras_section_runs_the_train_stage_and_says_how_to_add_keras(
 ) -> None:
     """The project's side is the real train stage (its own process, its own MLflow store); the
     Keras side runs when `make keras-env` built .venv-keras, else the bench says how to."""
-    from dlrepro.bench_keras import KERAS_MISSING, keras_python
+    from benchmarks.vs_keras import KERAS_MISSING, keras_python
 
     done, results = run_bench(tmp_path, "--quick", "--only", "vs_keras")
     figures = results["vs_keras"]
@@ -150,7 +152,7 @@ def test_scale_option_measures_each_size(tmp_path: Path) -> None:
 
 def test_scale_option_refuses_odd_or_single_sizes(tmp_path: Path) -> None:
     for value in ("800", "801,4000", "800,x", "32,800"):
-        command = [sys.executable, "-m", "dlrepro.bench", "--scale", value]
+        command = [sys.executable, "-m", "benchmarks", "--scale", value]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 2 and "--scale" in done.stderr, value
 
@@ -183,7 +185,7 @@ def test_quick_recipes_section_times_both_train_stages(tmp_path: Path) -> None:
 
 
 def test_leaf_group_sorts_leaves_by_what_the_generator_drew():
-    from dlrepro.bench_keras import MILD, leaf_group
+    from benchmarks.recipes import MILD, leaf_group
 
     def leaf(*diseases, severity=0.7, holes=False):
         return {"diseases": list(diseases), "severity": severity, "insect_holes": holes}
@@ -199,7 +201,7 @@ def test_leaf_group_sorts_leaves_by_what_the_generator_drew():
 
 
 def test_errors_by_group_counts_each_groups_wrong_answers_averaged_over_seeds():
-    from dlrepro.bench_keras import errors_by_group
+    from benchmarks.recipes import errors_by_group
 
     groups = ["a", "b", "a", "a"]
     right = [[True, False, False, True], [False, False, True, True]]
@@ -217,8 +219,8 @@ def test_errors_by_group_counts_each_groups_wrong_answers_averaged_over_seeds():
 def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
     """The recipes section's extra leaves come from another data seed: none of them is an image
     the pipeline's own seed draws (with the same seed every one would be)."""
-    from dlrepro.bench import generate_and_prepare
-    from dlrepro.bench_keras import design_set
+    from benchmarks.common import generate_and_prepare
+    from benchmarks.recipes import design_set
     from dlrepro.config import load_config
     from dlrepro.data.cache import load_split
 
@@ -234,8 +236,8 @@ def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
 def test_more_leaves_are_neither_the_pipelines_nor_the_design_sets(tmp_path: Path) -> None:
     """`--train-leaves`' dataset comes from a third data seed: a recipe trained on it has seen
     none of the design set's leaves (which it is scored on) nor the pipeline's."""
-    from dlrepro.bench import generate_and_prepare
-    from dlrepro.bench_keras import design_set, more_leaves
+    from benchmarks.common import generate_and_prepare
+    from benchmarks.recipes import design_set, more_leaves
     from dlrepro.config import load_config
     from dlrepro.data.cache import load_split
 
@@ -263,6 +265,6 @@ def test_more_leaves_are_neither_the_pipelines_nor_the_design_sets(tmp_path: Pat
 def test_leaf_count_options_refuse_odd_or_tiny_sizes(tmp_path: Path) -> None:
     for option in ("--design", "--train-leaves"):
         for value in ("7", "0", "x"):
-            command = [sys.executable, "-m", "dlrepro.bench", option, value]
+            command = [sys.executable, "-m", "benchmarks", option, value]
             done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
             assert done.returncode == 2 and option in done.stderr, (option, value)

@@ -17,7 +17,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dlrepro.bench_predict import forward_flops
+from benchmarks.predict import forward_flops
 from dlrepro.cli import main
 from dlrepro.data.images import load_square_rgb
 from dlrepro.export import export_onnx, torch_probabilities

@@ -1,15 +1,15 @@
-"""How cost grows with the data: `python -m dlrepro.bench --scale 800,4000,20000`.
+"""How cost grows with the data: `python -m benchmarks --scale 800,4000,20000`.
 
 For each training-set size N the same generator writes N training leaves (and the default test
 set) into a temporary folder; then the figures are
 
 - prepare: `ingest` (what the prepare stage runs: decode, validate, leak check, cache) per image;
-- train: one epoch of `python -m dlrepro.stages.train` (dlrepro.bench_keras.run_stage: its own
-  process in a temporary root), its fit time per training image and its peak RSS.
+- train: one epoch of `python -m dlrepro.stages.train` (benchmarks.train_stage: its own process
+  in a temporary root), its fit time per training image and its peak RSS.
 
 Flat per-image times and a peak RSS that barely grows mean nothing holds a whole split: the
 cache is memory-mapped and read one batch at a time. Not part of `make repro` or `make bench`'s
-default sections: 20,000 leaves take minutes to generate.
+default sections: large sets take minutes to generate.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import generate_and_prepare, load_average, load_row, print_table
+from benchmarks.train_stage import run_train_stage
 from dlrepro import paths
-from dlrepro.bench import generate_and_prepare, load_average, load_row, print_table
-from dlrepro.bench_keras import run_stage
 from dlrepro.config import load_config
 
 PER_IMAGE_FLAT_TARGET = 1.15  # largest per-image time ÷ smallest
@@ -32,7 +32,7 @@ def measure(train_images: int, tmp: Path) -> dict[str, Any]:
     _, prepare_s = generate_and_prepare(
         tmp / "leaves", tmp / "cache", data, train_images, data.test_size
     )
-    stage = run_stage(tmp / "cache", tmp / "train", epochs=1)
+    stage = run_train_stage(tmp / "cache", tmp / "train", epochs=1)
     return {
         "train_images": train_images,
         "prepare_ms_per_image": round(1000 * prepare_s / (train_images + data.test_size), 3),

@@ -1,16 +1,18 @@
-"""Runs the text's Keras case study (text_code.py, verbatim) and records what it did.
+"""Runs the text's Keras case study (text_program.py, verbatim) and records what it did.
 
-    .venv-keras/bin/python src/dlrepro/plant/keras_reference.py DATA_ROOT RESULT_JSON
+    .venv-keras/bin/python benchmarks/text_keras/keras_reference.py DATA_ROOT RESULT_JSON
         [--epochs N] [--seed S]
 
 A standalone script for the TensorFlow venv that `make keras-env` builds: it imports nothing from
-dlrepro (which is not installed there), and `make bench` (dlrepro.bench_keras) starts it as a
-subprocess. From DATA_ROOT, the folder that holds `plant_disease_dataset/`, it executes the
-text's program as written and, around it, only observes: `Model.fit` is wrapped to time the fit
-and read the number of training images, and `Model.evaluate` to keep the result the program
-prints with two decimals. Two values are passed in, as the bench's contract allows: the epochs
-(replacing the text's `epochs=10` when --epochs is given) and a seed for
-`keras.utils.set_random_seed`, which the text does not set, so that a rerun repeats its figures.
+dlrepro (which is not installed there), and `make bench` (benchmarks.vs_keras) starts it as a
+subprocess. Its folder holds only the text's program, because a script's folder comes first on
+its `sys.path` (a `keras.py` there would hide Keras). From DATA_ROOT, the folder that holds
+`plant_disease_dataset/`, it executes the text's program as written and, around it, only
+observes: `Model.fit` is wrapped to time the fit and read the number of training images, and
+`Model.evaluate` to keep the result the program prints with two decimals. Two values are passed
+in, as the bench's contract allows: the epochs (replacing the text's `epochs=10` when --epochs is
+given) and a seed for `keras.utils.set_random_seed`, which the text does not set, so that a
+rerun repeats its figures.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import runpy
 import time
 from pathlib import Path
 
-PROGRAM = Path(__file__).with_name("text_code.py")
+PROGRAM = Path(__file__).with_name("text_program.py")
 
 
 def peak_rss_bytes() -> int:

@@ -6,7 +6,7 @@
 #
 # It is never imported by dlrepro and needs TensorFlow, which dlrepro does not depend on:
 # `make keras-env` builds `.venv-keras` (tensorflow-cpu 2.21.0) and `make bench` runs this file
-# there through dlrepro/plant/keras_reference.py, from the folder that holds
+# there through keras_reference.py beside it, from the folder that holds
 # `plant_disease_dataset/` (so the text's relative paths are the project's data).
 # fmt: off
 import tensorflow as tf

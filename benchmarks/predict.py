@@ -1,6 +1,6 @@
-"""How fast `dlrepro predict` answers, and where the time goes (benchmark code, not tests).
+"""The predict section: how fast `dlrepro predict` answers, and where the time goes.
 
-    python -m dlrepro.bench_predict        # prints the table; `run()` returns its rows
+    python -m benchmarks.predict        # prints the table; `run()` returns its rows
 
 Everything is measured in one run on the text's CNN (128 px, 32/64 conv, 128 dense; random
 weights: the arithmetic does not depend on their values), exported to a temporary ONNX file:
@@ -35,8 +35,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from benchmarks.common import child_env, load_average, load_row, plant_cnn, print_table
 
 IMAGE_SIZE = 128
 CONV_CHANNELS = (32, 64)
@@ -77,6 +80,14 @@ print(json.dumps({
 """
 
 
+def _serving() -> tuple[type, Callable[[], int], Callable[[np.ndarray], np.ndarray]]:
+    """What `dlrepro predict` runs on (ONNX Runtime, no torch): (OnnxModel, physical_cores,
+    to_model_input), imported on call so that importing this module stays light."""
+    from dlrepro.predict import OnnxModel, physical_cores, to_model_input
+
+    return OnnxModel, physical_cores, to_model_input
+
+
 def forward_flops(
     image_size: int = IMAGE_SIZE,
     conv_channels: Sequence[int] = CONV_CHANNELS,
@@ -110,7 +121,7 @@ def ort_figures(model_path: str) -> dict[str, float]:
     """Latencies (s) and throughput (img/s) of ONNX Runtime sessions; torch must not be loaded."""
     import onnxruntime as ort
 
-    from dlrepro.predict import OnnxModel, physical_cores, to_model_input
+    OnnxModel, physical_cores, to_model_input = _serving()
 
     rng = np.random.default_rng(0)
     one = to_model_input(rng.integers(0, 256, (1, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8))
@@ -187,10 +198,9 @@ def _torch_figures(threads: int) -> dict[str, float]:
     import torch
 
     from dlrepro.plant.datamodule import images_to_tensor
-    from dlrepro.plant.model import PlantCNN
 
     torch.set_num_threads(threads)
-    model = PlantCNN(image_size=IMAGE_SIZE).eval()
+    model = plant_cnn()(image_size=IMAGE_SIZE).eval()
     rng = np.random.default_rng(0)
     shape = (THROUGHPUT_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)
     batch = images_to_tensor(rng.integers(0, 256, shape, dtype=np.uint8))
@@ -204,9 +214,8 @@ def _export_text_model(folder: Path) -> tuple[Path, Path]:
     import cv2
 
     from dlrepro.export import export_onnx
-    from dlrepro.plant.model import PlantCNN
 
-    model = PlantCNN(image_size=IMAGE_SIZE, class_names=["Diseased", "Healthy"])
+    model = plant_cnn()(image_size=IMAGE_SIZE, class_names=["Diseased", "Healthy"])
     onnx_path = export_onnx(model.eval(), folder / "plant_cnn.onnx")
     image = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
     image_path = folder / "one.jpg"
@@ -226,8 +235,8 @@ def _cold_start(command: list[str]) -> float:
     return elapsed
 
 
-def _child_json(args: list[str]) -> dict[str, float]:
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
+def _child_json(args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    done = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.splitlines()[-1])
 
 
@@ -237,7 +246,7 @@ def _ms(seconds: float) -> str:
 
 def run() -> list[tuple[str, str]]:
     """Measure everything listed in the module docstring; rows of (figure, value)."""
-    from dlrepro.predict import OnnxModel, physical_cores, to_model_input
+    OnnxModel, physical_cores, to_model_input = _serving()
 
     python = sys.executable
     script = str(Path(python).with_name("dlrepro"))
@@ -263,7 +272,8 @@ def run() -> list[tuple[str, str]]:
         # sgemm before and after the ORT figures, the best of both: on a shared machine a
         # neighbour's burst during one measurement must not make the FLOP limit look slower
         sgemm_before = _sgemm_flops_per_second(cores)
-        ort = _child_json([python, "-m", "dlrepro.bench_predict", "--ort-worker", str(onnx_path)])
+        ort_worker = [python, "-m", "benchmarks.predict", "--ort-worker", str(onnx_path)]
+        ort = _child_json(ort_worker, child_env())
         sgemm = max(sgemm_before, _sgemm_flops_per_second(cores))
         flops = forward_flops()
         limit = flops / sgemm
@@ -321,6 +331,30 @@ def run() -> list[tuple[str, str]]:
     load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     rows.append((f"machine load (1-minute load average; {os.cpu_count()} CPUs)", load))
     return rows
+
+
+def number_or_text(value: Any) -> float | str:
+    """A figure as a number when it reads as one ("4.2"), else its text ("216 img/s")."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def bench_predict(quick: bool) -> dict[str, Any]:
+    """The section: `run()`'s (figure, value) rows as a table and as figures."""
+    load_start = load_average()
+    rows = run()  # it sizes itself; --quick does not reach it
+    load_end = load_average()
+    print_table(
+        "predict: inference",
+        [(name, str(value), "") for name, value in rows] + [load_row(load_start, load_end)],
+    )
+    return {
+        "quick": quick,
+        "figures": {name: number_or_text(value) for name, value in rows},
+        "load_average": {"start": load_start, "end": load_end},
+    }
 
 
 def main() -> None:
