@@ -44,7 +44,7 @@ IMPORTS = {
 
 def bench_curriculum(scale: Scale) -> dict[str, Any]:
     from dlrepro.data.gates import write_gates
-    from dlrepro.report import CHAPTERS
+    from dlrepro.report.load import CHAPTERS
 
     chapters = list(CHAPTERS)[:1] if scale.quick else list(CHAPTERS)
     load_start = load_average()

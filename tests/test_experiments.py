@@ -133,7 +133,7 @@ def test_runs_logging_the_same_new_datasets_at_once_all_keep_them(store):
     """The race that failed 1 of 8 queued experiments on PostgreSQL: MLflow's store looks a
     dataset up, then inserts it, so two runs logging the same new split at once both insert and
     the loser gets BAD_REQUEST (duplicate key "dataset_pk"). Without the retry in
-    `tracking.log_inputs_concurrently`, 17 of 20 such rounds lost a run here."""
+    `tracking.datasets.log_inputs_concurrently`, 17 of 20 such rounds lost a run here."""
     import threading
     import uuid
 
@@ -141,7 +141,7 @@ def test_runs_logging_the_same_new_datasets_at_once_all_keep_them(store):
     from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    from dlrepro import tracking
+    from dlrepro.tracking.datasets import log_inputs_concurrently
 
     _, uri = store
     mlflow.set_tracking_uri(uri)
@@ -154,7 +154,7 @@ def test_runs_logging_the_same_new_datasets_at_once_all_keep_them(store):
             run_ids.append(active.info.run_id)
             start.wait()
             try:
-                tracking.log_inputs_concurrently(datasets, ["training", "validation"], [None] * 2)
+                log_inputs_concurrently(datasets, ["training", "validation"], [None] * 2)
             except Exception as err:  # the assertion below shows it
                 failures.append(str(err).splitlines()[0])
 
@@ -180,7 +180,8 @@ def test_runs_logging_the_same_new_datasets_at_once_all_keep_them(store):
 
 def test_a_queued_copy_uses_its_own_files_and_the_main_store(tmp_path, monkeypatch):
     """What DVC sets up for a queued experiment: cwd in the copy, DVC_ROOT at the main repo."""
-    from dlrepro import paths, tracking
+    from dlrepro import paths
+    from dlrepro.tracking.store import tracking_uri
 
     main = tmp_path / "main"
     copy = main / ".dvc" / "tmp" / "exps" / "tmp1234"
@@ -191,7 +192,7 @@ def test_a_queued_copy_uses_its_own_files_and_the_main_store(tmp_path, monkeypat
     monkeypatch.setenv("DVC_ROOT", str(main))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert paths.repo_root() == copy  # params.yaml and outputs: the experiment's own
-    assert tracking.tracking_uri() == f"sqlite:///{main / 'mlflow.db'}"
+    assert tracking_uri() == f"sqlite:///{main / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import torch
 
 from dlrepro.data.images import load_square_rgb
 from dlrepro.export import export_onnx
+from dlrepro.hashing import file_md5
 from dlrepro.plant.model import PlantCNN
 from dlrepro.predict import OnnxModel, to_model_input
 from dlrepro.registry import MODEL_NAME, load_version, register_onnx
-from dlrepro.tracking import file_md5
 from servers import free_port, stop, wait_until_up
 
 CLASSES = ["Diseased", "Healthy"]

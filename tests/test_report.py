@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlrepro.report import HONEST_EVALUATION, errata, load_case_study, render_markdown
+from dlrepro.report.load import errata, load_case_study
+from dlrepro.report.markdown import render_markdown
+from dlrepro.report.tables import HONEST_EVALUATION
 
 
 def write(path: Path, content: dict) -> None:

@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlrepro import tracking
+from dlrepro.config.load import flatten
 from dlrepro.errors import TrackingError
+from dlrepro.hashing import dvc_md5, file_md5
+from dlrepro.tracking.logger import interrupts_deferred, mlflow_logger
+from dlrepro.tracking.runs import experiment_id
+from dlrepro.tracking.store import ensure_reachable, tracking_uri, ui_links
 from servers import free_port, mlflow_server
 
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -17,18 +21,18 @@ DVC = str(Path(sys.executable).parent / "dvc")
 def test_embedded_store_is_sqlite_at_the_repo_root(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def test_env_var_selects_a_server(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5999"
+    assert tracking_uri() == "http://127.0.0.1:5999"
 
 
 def test_unreachable_server_is_one_line(monkeypatch):
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError) as caught:
-        tracking.ensure_reachable(uri)
+        ensure_reachable(uri)
     message = str(caught.value)
     assert uri in message and "not reachable" in message and "\n" not in message
 
@@ -42,12 +46,12 @@ def test_md5_tags_equal_what_dvc_records(tmp_path):
     for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "add", "-q", "data"]):
         subprocess.run(cmd, cwd=tmp_path, check=True)
     recorded = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]["md5"]
-    assert tracking.dvc_md5(data) == recorded
-    assert tracking.dvc_md5(data / "a.csv") == tracking.file_md5(data / "a.csv")
+    assert dvc_md5(data) == recorded
+    assert dvc_md5(data / "a.csv") == file_md5(data / "a.csv")
 
 
 def test_flatten_nests_with_dots():
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {
         "a.b": 1,
         "a.c.d": 2,
         "e": 3,
@@ -68,14 +72,14 @@ def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_vi
     mlflow.set_tracking_uri(uri)
     older = mlflow.create_experiment("dlrepro-data")  # as an earlier version left it
     mlflow.create_experiment("someone-else")
-    assert tracking.experiment_id("data") == older
-    plant = tracking.experiment_id("plant")
+    assert experiment_id("data") == older
+    plant = experiment_id("plant")
     client = mlflow.MlflowClient(tracking_uri=uri)
     for experiment in (older, plant):
         tags = client.get_experiment(experiment).tags
         assert tags["mlflow.experimentKind"] == "custom_model_development"
 
-    links = tracking.ui_links("http://127.0.0.1:5000/", uri)
+    links = ui_links("http://127.0.0.1:5000/", uri)
     assert links == [
         f"dlrepro-data: http://127.0.0.1:5000/#/experiments/{older}?workflowType=machine_learning",
         f"dlrepro-plant: http://127.0.0.1:5000/#/experiments/{plant}?workflowType=machine_learning",
@@ -102,7 +106,7 @@ def test_an_experiment_created_by_a_concurrent_run_is_joined(monkeypatch, tmp_pa
             return lookup(name)
 
         monkeypatch.setattr(mlflow, "get_experiment_by_name", racing_lookup)
-        assert tracking.experiment_id("plant") == winner[0]
+        assert experiment_id("plant") == winner[0]
         tags = mlflow.MlflowClient(uri).get_experiment(winner[0]).tags
         assert tags["mlflow.experimentKind"] == "custom_model_development"
 
@@ -118,7 +122,7 @@ def refusing_server(tmp_path_factory):
 
 def test_a_server_that_answers_but_refuses_is_one_line(refusing_server):
     with pytest.raises(TrackingError) as caught:
-        tracking.ensure_reachable(refusing_server)
+        ensure_reachable(refusing_server)
     message = str(caught.value)
     assert message.startswith(f"MLflow tracking server {refusing_server} refused the request")
     assert "HTTP 403" in message and "--allowed-hosts" in message and "\n" not in message
@@ -160,13 +164,13 @@ def test_a_ctrl_c_during_a_tracking_write_takes_effect_when_the_write_ends():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
     steps = []
     try:
-        with pytest.raises(KeyboardInterrupt), tracking.interrupts_deferred():
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the signal is handled here, and nothing is raised
             steps.append("write finished")
         assert steps == ["write finished"]
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with tracking.interrupts_deferred():  # no Ctrl-C, no interrupt
+        with interrupts_deferred():  # no Ctrl-C, no interrupt
             steps.append("second write")
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -176,7 +180,7 @@ def test_a_ctrl_c_during_a_tracking_write_takes_effect_when_the_write_ends():
 def test_the_stage_logger_is_lightnings_mlflow_logger_with_guarded_writes(tmp_path):
     from pytorch_lightning.loggers import MLFlowLogger
 
-    logger = tracking.mlflow_logger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logger = mlflow_logger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert isinstance(logger, MLFlowLogger)
     logger.log_metrics({"val/acc": 0.5}, step=0)
     logger.finalize()

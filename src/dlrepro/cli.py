@@ -22,7 +22,7 @@ def run_stage(main: Callable[[], None]) -> None:
             raise
         # A tracking call refused after the start-up check (a lost login, a locked store):
         # one line, as for every other error a user can act on.
-        from dlrepro.tracking import refusal, tracking_uri
+        from dlrepro.tracking.store import refusal, tracking_uri
 
         print(f"error: {refusal(tracking_uri(), err)}", file=sys.stderr)
         sys.exit(2)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from dlrepro.hashing import file_md5
 from dlrepro.predict import OnnxModel
-from dlrepro.tracking import file_md5
 
 MODEL_NAME = "plant-cnn"
 ARTIFACT_NAME = "model"

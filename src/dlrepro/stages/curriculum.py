@@ -13,7 +13,9 @@ from pathlib import Path
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
-from dlrepro.tracking import ensure_reachable, lightning_logger, log_outcome, stage_run
+from dlrepro.tracking.logger import lightning_logger
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 # The chapters are the packages with a runner; listed from the folder rather than imported, so a
 # chapter's stage depends on its own package only (see tests/test_stage_deps.py).

@@ -14,7 +14,8 @@ from dlrepro import paths
 from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
 from dlrepro.errors import DataError
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 SCALARS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 

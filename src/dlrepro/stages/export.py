@@ -18,7 +18,8 @@ from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.errors import DataError
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 PROGRAM = paths.MODELS / "plant_cnn.pt2"
 
@@ -30,10 +31,11 @@ def main() -> None:
 
     from dlrepro.data.cache import load_split
     from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
+    from dlrepro.hashing import dvc_md5
     from dlrepro.outputs import write_json
     from dlrepro.predict import ONNX_MODEL, OnnxModel, served_checkpoint, to_model_input
     from dlrepro.registry import model_card, register_onnx
-    from dlrepro.tracking import dvc_md5, git_commit
+    from dlrepro.tracking.runs import git_commit
 
     recipe = cfg.export.recipe
     checkpoint = root / served_checkpoint(cfg)

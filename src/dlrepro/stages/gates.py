@@ -13,7 +13,8 @@ from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.data.gates import write_gates
 from dlrepro.outputs import fresh_dir
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 
 def main() -> None:

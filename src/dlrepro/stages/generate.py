@@ -9,7 +9,8 @@ from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.data.leaves import contact_sheet, generate_dataset
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 SHEET_PER_CLASS = 8
 

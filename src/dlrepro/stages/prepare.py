@@ -11,7 +11,8 @@ from dlrepro.config import load_config
 from dlrepro.data.ingest import ingest
 from dlrepro.errors import ConfigError
 from dlrepro.outputs import write_json
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 
 def main() -> None:

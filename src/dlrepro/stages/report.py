@@ -8,8 +8,10 @@ from __future__ import annotations
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
-from dlrepro.report import CHAPTERS, errata, load_case_study, load_chapter, write_report
-from dlrepro.tracking import ensure_reachable, log_outcome, stage_run
+from dlrepro.report.load import CHAPTERS, errata, load_case_study, load_chapter
+from dlrepro.report.write import write_report
+from dlrepro.tracking.runs import log_outcome, stage_run
+from dlrepro.tracking.store import ensure_reachable
 
 
 def main() -> None:

@@ -115,13 +115,14 @@ def main() -> None:
 
     leader = rank_zero_only.rank == 0
     if leader:
-        from dlrepro.tracking import ensure_reachable
+        from dlrepro.tracking.store import ensure_reachable
 
         ensure_reachable()
 
     import pytorch_lightning as pl
 
     from dlrepro.data.cache import load_split
+    from dlrepro.hashing import dvc_md5
     from dlrepro.plant.train import (
         build_datamodule,
         build_plant_cnn,
@@ -129,7 +130,9 @@ def main() -> None:
         fit,
         history_figure,
     )
-    from dlrepro.tracking import dvc_md5, mlflow_logger, stage_run, tracking_uri
+    from dlrepro.tracking.logger import mlflow_logger
+    from dlrepro.tracking.runs import stage_run
+    from dlrepro.tracking.store import tracking_uri
 
     cache = root / paths.CACHE
     # train and val only: the test split is read by `evaluate` alone
@@ -181,7 +184,7 @@ def main() -> None:
         fit(trainer, callbacks, model, datamodule, resume)
         return
 
-    from dlrepro.tracking import FINGERPRINT_TAG, interrupted_run, log_outcome
+    from dlrepro.tracking.runs import FINGERPRINT_TAG, interrupted_run, log_outcome
 
     params = {**settings, "data.path": cfg.data.path, "data.seed": cfg.data.seed, "recipe": recipe}
     splits = [cache / "train", cache / "val"]

@@ -1,0 +1,103 @@
+"""Where runs go, and a fail-fast check that they can go there.
+
+Embedded default: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlruns`, both ignored by
+git, in the main repository even for a queued experiment (see `store_root`). Set
+MLFLOW_TRACKING_URI to use a team server instead. A server that is down or refuses is reported in
+one line before any work (`ensure_reachable`, `refusal`); `ui_links` opens each experiment in the
+UI's model-training view.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from dlrepro.errors import TrackingError
+from dlrepro.paths import repo_root
+
+EXPERIMENT_PREFIX = "dlrepro-"
+HEALTH_TIMEOUT_S = 5.0
+UI_MODE = "workflowType=machine_learning"
+
+
+def store_root() -> Path:
+    """The folder of the embedded store: DVC_ROOT when DVC runs the stage, else the repo root.
+
+    The two differ for a queued experiment (`dvc exp run --queue` / `--temp`): its stages run in
+    a throwaway copy under <repo>/.dvc/tmp/exps/, and DVC sets DVC_ROOT to the main repository,
+    so the experiment's runs land in the main mlflow.db instead of being deleted with the copy.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    return repo_root()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store (see `store_root`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
+
+
+def ensure_reachable(uri: str | None = None) -> str:
+    """Fail in one line, before any work, when a tracking server does not answer, or answers
+    but refuses: besides `/health` (which MLflow answers even to a host it then refuses), one
+    real API call, made as the stage's own calls will be (credentials from the environment)."""
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=HEALTH_TIMEOUT_S) as response:
+                if response.status != 200:
+                    raise TrackingError(f"MLflow server {uri} answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(
+                f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
+                "MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
+            ) from None
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except MlflowException as err:
+            raise TrackingError(refusal(uri, err)) from None
+    elif uri.startswith("sqlite:///"):
+        db_dir = Path(uri.removeprefix("sqlite:///")).parent
+        if not os.access(db_dir, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: directory {db_dir} is not writable")
+    return uri
+
+
+def refusal(uri: str, err: BaseException) -> str:
+    """One line for a tracking call the server refused (an MlflowException): the server, the
+    status, and what to check."""
+    message = " ".join(str(err).split())
+    if not uri.startswith(("http://", "https://")):
+        return f"MLflow store {uri}: {message[:200]}"
+    code = re.search(r"error code (\d{3})", message)
+    status = f"HTTP {code.group(1)}" if code else type(err).__name__
+    body = message.split("Response body:", 1)[-1].strip(" '\"") if code else message
+    return (
+        f"MLflow tracking server {uri} refused the request ({status}: {body[:160]}); check its "
+        "--allowed-hosts and your credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD or "
+        "MLFLOW_TRACKING_TOKEN), or unset MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
+    )
+
+
+def ui_links(base_url: str, uri: str | None = None) -> list[str]:
+    """One line per dlrepro experiment, and the registry, each a link that opens MLflow's UI in
+    its model-training view. MLflow 3.17 takes the view from the `workflowType` query (else the
+    browser's stored choice) and otherwise opens every experiment on its GenAI overview."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri or tracking_uri())
+    experiments = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    base = base_url.rstrip("/")
+    lines = [
+        f"{e.name}: {base}/#/experiments/{e.experiment_id}?{UI_MODE}"
+        for e in sorted(experiments, key=lambda e: e.name)
+    ]
+    return [*lines, f"model registry: {base}/#/models?{UI_MODE}"]
