@@ -184,8 +184,18 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def plant_cnn() -> type:
-    """The text's CNN as the pipeline trains it (imported on call: it loads torch)."""
-    from dlrepro.plant.model import PlantCNN
+def text_classifier(**network: Any) -> Any:
+    """The text's CNN (or `network`'s variant of it) in the pipeline's classifier (imported on
+    call: it loads torch)."""
+    from dlrepro.plant.classifier import LeafClassifier
+    from dlrepro.plant.networks import ConvNet
 
-    return PlantCNN
+    class_names = network.pop("class_names", None)
+    return LeafClassifier(ConvNet(**network), class_names=class_names)
+
+
+def classifier_class() -> type:
+    """The pipeline's LightningModule class, to subclass with timing hooks."""
+    from dlrepro.plant.classifier import LeafClassifier
+
+    return LeafClassifier

@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import child_env, last_line, peak_rss_bytes, plant_cnn, timed_subprocess
+from benchmarks.common import (
+    child_env,
+    classifier_class,
+    last_line,
+    peak_rss_bytes,
+    timed_subprocess,
+)
 from dlrepro.allocator import keep_freed_memory
 from dlrepro.config import Config, load_config
 from dlrepro.errors import DataError
@@ -55,11 +61,11 @@ def build_model(
     cls: type | None = None,
     recipe: str = BENCH_RECIPE,
 ):
-    """PlantCNN exactly as train@<recipe> builds it (or a subclass of it, `cls`); channels_last
-    None: the recipe's own."""
-    from dlrepro.plant.train import build_plant_cnn
+    """The classifier exactly as train@<recipe> builds it (or a subclass of it, `cls`);
+    channels_last None: the recipe's own."""
+    from dlrepro.plant.train import build_classifier
 
-    return build_plant_cnn(cfg, recipe, classes, channels_last, cls)
+    return build_classifier(cfg, recipe, classes, channels_last, cls)
 
 
 def sgemm_gflops(repeats: int) -> list[float]:
@@ -159,7 +165,7 @@ def lightning_worker(spec_path: str) -> None:
     stamps: list[tuple[int, float, int]] = []
     devices: set[str] = set()
 
-    class TimedPlantCNN(plant_cnn()):
+    class TimedClassifier(classifier_class()):
         """Stamps the end of each training step (after the optimizer step)."""
 
         def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -172,7 +178,7 @@ def lightning_worker(spec_path: str) -> None:
     recipe = spec["recipe"]
     limit = tuple(spec["limit"]) if spec["limit"] else None
     data = load_training_data(Path(spec["cache"]), limit)
-    model = build_model(cfg, data["classes"], None, TimedPlantCNN, recipe)
+    model = build_model(cfg, data["classes"], None, TimedClassifier, recipe)
     datamodule = build_datamodule(cfg, data, recipe)
     start = time.perf_counter()
     fit_plant_cnn(

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import child_env, load_average, load_row, plant_cnn, print_table
+from benchmarks.common import child_env, load_average, load_row, print_table, text_classifier
 
 IMAGE_SIZE = 128
 CONV_CHANNELS = (32, 64)
@@ -60,7 +60,7 @@ import onnxruntime
 after_ort = time.perf_counter()
 from dlrepro.cli import main
 from dlrepro.data.images import load_square_rgb
-from dlrepro.predict import OnnxModel
+from dlrepro.serving.runtime import OnnxModel
 after_dlrepro = time.perf_counter()
 model = OnnxModel(sys.argv[1])
 after_session = time.perf_counter()
@@ -83,7 +83,8 @@ print(json.dumps({
 def _serving() -> tuple[type, Callable[[], int], Callable[[np.ndarray], np.ndarray]]:
     """What `dlrepro predict` runs on (ONNX Runtime, no torch): (OnnxModel, physical_cores,
     to_model_input), imported on call so that importing this module stays light."""
-    from dlrepro.predict import OnnxModel, physical_cores, to_model_input
+    from dlrepro.serving.contract import to_model_input
+    from dlrepro.serving.runtime import OnnxModel, physical_cores
 
     return OnnxModel, physical_cores, to_model_input
 
@@ -94,7 +95,8 @@ def forward_flops(
     dense_units: int = DENSE_UNITS,
     outputs: int = 1,
 ) -> int:
-    """FLOPs (2 per multiply-add) of one PlantCNN forward: valid 3×3 convs, 2×2 pools, dense.
+    """FLOPs (2 per multiply-add) of one forward pass of the text's CNN: valid 3×3 convs, 2×2
+    pools, dense.
     Biases, ReLUs, pooling and the sigmoid add < 0.5 % and are left out, as sgemm counts only
     multiply-adds."""
     flops, side, channels = 0, image_size, 3
@@ -200,7 +202,7 @@ def _torch_figures(threads: int) -> dict[str, float]:
     from dlrepro.plant.datamodule import images_to_tensor
 
     torch.set_num_threads(threads)
-    model = plant_cnn()(image_size=IMAGE_SIZE).eval()
+    model = text_classifier(image_size=IMAGE_SIZE).eval()
     rng = np.random.default_rng(0)
     shape = (THROUGHPUT_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)
     batch = images_to_tensor(rng.integers(0, 256, shape, dtype=np.uint8))
@@ -213,9 +215,9 @@ def _torch_figures(threads: int) -> dict[str, float]:
 def _export_text_model(folder: Path) -> tuple[Path, Path]:
     import cv2
 
-    from dlrepro.export import export_onnx
+    from dlrepro.serving.export import export_onnx
 
-    model = plant_cnn()(image_size=IMAGE_SIZE, class_names=["Diseased", "Healthy"])
+    model = text_classifier(image_size=IMAGE_SIZE, class_names=["Diseased", "Healthy"])
     onnx_path = export_onnx(model.eval(), folder / "plant_cnn.onnx")
     image = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
     image_path = folder / "one.jpg"

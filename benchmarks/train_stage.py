@@ -38,7 +38,7 @@ from pathlib import Path
 result, observed = Path(sys.argv[1]), {"stamps": []}
 
 import pytorch_lightning as pl
-from dlrepro.plant.model import PlantCNN
+from dlrepro.plant.classifier import LeafClassifier
 
 fit = pl.Trainer.fit
 def timed_fit(self, *args, **kwargs):
@@ -49,11 +49,11 @@ def timed_fit(self, *args, **kwargs):
         observed["fit_s"] = time.perf_counter() - start
 pl.Trainer.fit = timed_fit
 
-step_end = PlantCNN.on_train_batch_end
+step_end = LeafClassifier.on_train_batch_end
 def stamped(self, outputs, batch, batch_idx):
     step_end(self, outputs, batch, batch_idx)
     observed["stamps"].append((self.current_epoch, time.perf_counter(), len(batch[1])))
-PlantCNN.on_train_batch_end = stamped
+LeafClassifier.on_train_batch_end = stamped
 
 def write():
     status = Path("/proc/self/status").read_text().splitlines()
@@ -164,8 +164,8 @@ def checkpoint_answers(checkpoint: Path, cache: Path) -> tuple[float, list[bool]
     """The checkpoint's accuracy on `cache`'s test split (as `evaluate` measures it), and per
     image, in the split's order, whether its answer was right."""
     from dlrepro.data.cache import load_split
+    from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
-    from dlrepro.plant.model import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     images, labels, classes = load_split(cache, "test")

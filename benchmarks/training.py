@@ -45,7 +45,7 @@ from benchmarks.loops import (
 from dlrepro import paths
 from dlrepro.config import Config, load_config
 from dlrepro.errors import DataError
-from dlrepro.stages.train import trainer_options
+from dlrepro.plant.runs import trainer_options
 
 # With a CUDA GPU, the training section also fits these (recipe, precision; None: the recipe's
 # own) under accelerator="auto": the text recipe as configured and in bf16, the tuned recipe.

@@ -16,9 +16,9 @@ import resource, sys
 from dlrepro.allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 import torch
-from dlrepro.plant.model import PlantCNN
+from helpers.models import plant_cnn
 torch.manual_seed(0)
-model = PlantCNN(image_size=128)
+model = plant_cnn(image_size=128)
 optimizer = model.optimizer_factory(model.parameters())
 images, labels = torch.rand(32, 3, 128, 128), torch.randint(0, 2, (32,))
 def step():
@@ -86,9 +86,9 @@ import sys, torch
 from dlrepro.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-from dlrepro.plant.model import PlantCNN
+from helpers.models import plant_cnn
 torch.manual_seed(0)
-model = PlantCNN(image_size=32)
+model = plant_cnn(image_size=32)
 optimizer = model.optimizer_factory(model.parameters())
 images, labels = torch.rand(8, 3, 32, 32), torch.randint(0, 2, (8,))
 for _ in range(3):

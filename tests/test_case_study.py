@@ -177,7 +177,7 @@ def test_torn_or_invalid_state_recovers_or_stops_in_one_line(workspace):
     done = run(workspace, *evaluate, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
-    assert line.startswith(f"error: {last}: not a usable PlantCNN checkpoint (")
+    assert line.startswith(f"error: {last}: not a usable classifier checkpoint (")
     assert line.endswith("`dvc repro` retrains it")
     assert outputs.read_bytes() == before
 

@@ -15,12 +15,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dlrepro import export
 from dlrepro.errors import DataError
-from dlrepro.export import ParityError, check_parity, export_checkpoint, load_checkpoint
+from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
 from dlrepro.plant.datamodule import images_to_tensor
-from dlrepro.plant.model import PlantCNN
-from dlrepro.predict import OnnxModel, to_model_input
+from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.serving import export
+from dlrepro.serving.contract import to_model_input
+from dlrepro.serving.export import ParityError, check_parity, export_checkpoint
+from dlrepro.serving.runtime import OnnxModel
+from helpers.models import plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
 SMALL = {"image_size": 32, "conv_channels": (4, 8), "dense_units": 8}
@@ -49,13 +52,13 @@ def random_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return (rng.integers(0, 256, (n, size, size, 3)) * brightness).astype(np.uint8)
 
 
-def write_checkpoint(path: Path, classes=CLASSES, **arch) -> PlantCNN:
-    """A Lightning checkpoint of a randomly initialised PlantCNN whose output layer is rescaled
+def write_checkpoint(path: Path, classes=CLASSES, **arch) -> LeafClassifier:
+    """A Lightning checkpoint of a randomly initialised classifier whose output layer is rescaled
     so that its logits on random images have mean 0 and std 3: its probabilities then spread
     over (0, 1) rather than sitting at 0.5 or saturating, and parity is a real comparison."""
-    model = PlantCNN(num_classes=len(classes), class_names=classes, init_seed=3, **arch).eval()
-    size = model.hparams.image_size
-    output = model.classifier[-1]
+    model = plant_cnn(num_classes=len(classes), class_names=classes, init_seed=3, **arch).eval()
+    size = model.image_size
+    output = model.net.head[-1]
     with torch.no_grad():
         logits = model(images_to_tensor(random_images(64, size, seed=99)))  # output bias is 0
         scale = 3 / logits.std(dim=0).clamp_min(1e-12)
@@ -82,7 +85,7 @@ def test_exports_answer_as_the_checkpoint(tmp_path, arch):
         assert figures[name]["label_mismatches"] == 0
     # one self-contained ONNX file (no external-data side file), no staging left behind
     assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["m.onnx", "m.pt2"]
-    reference = export.torch_probabilities(load_checkpoint(tmp_path / "best.ckpt"), images)
+    reference = torch_probabilities(load_checkpoint(tmp_path / "best.ckpt"), images)
     assert reference[:, 1].std() > 0.05  # the model answers more than 0.5: parity means something
     np.testing.assert_allclose(OnnxModel(onnx_path).probabilities(images), reference, atol=1e-5)
 
@@ -125,7 +128,7 @@ def test_batch_dimension_is_dynamic_in_both_formats(tmp_path):
     program = export.export_program(model, tmp_path / "m.pt2")
     for n in (1, 3, 7):
         images = random_images(n, 32, seed=n)
-        reference = export.torch_probabilities(model, images)
+        reference = torch_probabilities(model, images)
         np.testing.assert_allclose(onnx_model.probabilities(images), reference, atol=1e-6)
         np.testing.assert_allclose(
             export.program_probabilities(program, images), reference, atol=1e-6
@@ -195,7 +198,7 @@ def test_unusable_checkpoint_is_one_line(tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError) as bad:
         load_checkpoint(tmp_path / "bad.ckpt")
-    assert "not a usable PlantCNN checkpoint" in str(bad.value) and "\n" not in str(bad.value)
+    assert "not a usable classifier checkpoint" in str(bad.value) and "\n" not in str(bad.value)
 
 
 @pytest.mark.slow

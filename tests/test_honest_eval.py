@@ -23,8 +23,8 @@ import yaml
 
 from dlrepro.data.cache import load_split
 from dlrepro.data.ingest import ingest
+from dlrepro.plant.classifier import load_checkpoint
 from dlrepro.plant.evaluate import evaluate
-from dlrepro.plant.model import PlantCNN
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32  # the tuned network's five blocks halve it five times, to 1
@@ -87,12 +87,13 @@ def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trai
     assert summary["val_images"] == len(load_split(trained / "data" / "cache", "val")[1])
     images, labels, classes = load_split(trained / "data" / "cache", "val")
     model_dir = trained / "models" / "plant_cnn" / recipe
-    single = {"weights_only": True, "average_symmetries": False}
-    best = PlantCNN.load_from_checkpoint(model_dir / "best.ckpt", **single)
+    best = load_checkpoint(model_dir / "best.ckpt")
+    best.hparams["average_symmetries"] = False  # validation's one view per image
     assert evaluate(best, images, labels, classes)["accuracy"] == pytest.approx(
         summary["best_val_acc"]
     )
-    last = PlantCNN.load_from_checkpoint(model_dir / "last.ckpt", **single)
+    last = load_checkpoint(model_dir / "last.ckpt")
+    last.hparams["average_symmetries"] = False
     assert evaluate(last, images, labels, classes)["accuracy"] == pytest.approx(
         summary["last_val_acc"]
     )
@@ -116,9 +117,7 @@ def test_evaluation_reads_test_once_and_says_what_it_measured(
     assert metrics["split"] == "test" and metrics["checkpoint"] == checkpoint
     assert metrics["views_per_image"] == (1 if recipe == "text" else 8)
     images, labels, classes = load_split(trained / "data" / "cache", "test")
-    model = PlantCNN.load_from_checkpoint(
-        trained / "models" / "plant_cnn" / recipe / checkpoint, weights_only=True
-    )
+    model = load_checkpoint(trained / "models" / "plant_cnn" / recipe / checkpoint)
     assert metrics["num_images"] == len(labels)
     assert metrics["accuracy"] == pytest.approx(
         evaluate(model, images, labels, classes)["accuracy"]

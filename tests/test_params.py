@@ -21,16 +21,9 @@ import yaml
 from dlrepro.config import load_config
 from dlrepro.data.ingest import ingest
 from dlrepro.errors import ConfigError
-from dlrepro.plant.train import (
-    build_datamodule,
-    build_plant_cnn,
-    build_trainer,
-    check_trainer,
-    fit,
-    visible_cpus,
-)
-from dlrepro.stages import train as train_stage
-from dlrepro.stages.train import (
+from dlrepro.plant import runs
+from dlrepro.plant.checks import check_trainer, visible_cpus
+from dlrepro.plant.runs import (
     RUNTIME_SWITCHES,
     check_hashed,
     fingerprint,
@@ -39,6 +32,7 @@ from dlrepro.stages.train import (
     trainer_options,
     unhashed_settings,
 )
+from dlrepro.plant.train import build_classifier, build_datamodule, build_trainer, fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +84,7 @@ def test_the_resume_fingerprint_covers_settings_data_and_checkpoint_format(monke
     assert fingerprint({**settings, "trainer.enable_progress_bar": False}, "md5-a") == stamp
     assert fingerprint({**settings, "seed": 1}, "md5-a") != stamp
     assert fingerprint(settings, "md5-b") != stamp
-    monkeypatch.setattr(train_stage, "CHECKPOINT_FORMAT", train_stage.CHECKPOINT_FORMAT - 1)
+    monkeypatch.setattr(runs, "CHECKPOINT_FORMAT", runs.CHECKPOINT_FORMAT - 1)
     assert fingerprint(settings, "md5-a") != stamp
 
 
@@ -130,12 +124,12 @@ def _fit_weights(cfg, tmp_path: Path, **trainer: object) -> torch.Tensor:
     cfg.data.image_size = images.shape[1]
     cfg.datamodule.batch_size = 4
     options = {**cfg.trainer, "max_epochs": 1, "enable_progress_bar": False, **trainer}
-    model = build_plant_cnn(cfg, "text", ["a", "b"])
+    model = build_classifier(cfg, "text", ["a", "b"])
     datamodule = build_datamodule(cfg, "text", ["a", "b"], (images, labels), (images, labels))
     built, callbacks = build_trainer(options, tmp_path, cfg.recipes["text"].callbacks)
     assert built.precision == options["precision"]
     fit(built, callbacks, model, datamodule, resume=False)
-    return model.classifier[1].weight.detach().clone()
+    return model.net.head[1].weight.detach().clone()
 
 
 def test_precision_reaches_the_trainer_and_changes_the_result(own_cfg, tmp_path):
@@ -185,27 +179,27 @@ def test_optimizer_is_built_from_its_node(own_cfg):
         "lr": 0.5,
         "momentum": 0.9,
     }
-    optimizer = build_plant_cnn(cfg, "text", ["a", "b"]).configure_optimizers()
+    optimizer = build_classifier(cfg, "text", ["a", "b"]).configure_optimizers()
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.param_groups[0]["momentum"] == 0.9
     recipe.optimizer = {**recipe.optimizer, "lr": -1.0}
     with pytest.raises(ConfigError, match=r"^recipes\.text\.optimizer: Invalid learning rate: -1"):
-        build_plant_cnn(cfg, "text", ["a", "b"])
+        build_classifier(cfg, "text", ["a", "b"])
     recipe.optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "betaz": [0.9, 0.9]}
     with pytest.raises(ConfigError, match=r"^recipes\.text\.optimizer\.betaz: not an argument"):
-        build_plant_cnn(cfg, "text", ["a", "b"])
+        build_classifier(cfg, "text", ["a", "b"])
 
 
 def test_the_tuned_recipe_builds_its_scheduler_over_the_whole_run(own_cfg):
     cfg = own_cfg
     cfg.data.image_size = 32  # the smallest size the tuned network's five blocks accept
-    model = build_plant_cnn(cfg, "tuned", ["a", "b"])
+    model = build_classifier(cfg, "tuned", ["a", "b"])
     optimizer = model.optimizer_factory(model.parameters())
     schedule = model.build_scheduler(optimizer, total_steps=40)
     assert type(schedule) is torch.optim.lr_scheduler.OneCycleLR and schedule.total_steps == 40
     cfg.recipes["tuned"].scheduler = {**cfg.recipes["tuned"].scheduler, "pct_start": 2.0}
     with pytest.raises(ConfigError, match=r"^recipes\.tuned\.scheduler: "):
-        build_plant_cnn(cfg, "tuned", ["a", "b"])
+        build_classifier(cfg, "tuned", ["a", "b"])
 
 
 # --- refused before anything is touched: the real train stage, one subprocess per key -------

@@ -11,13 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlrepro.errors import DataError
+from dlrepro.plant.classifier import load_checkpoint, square_symmetries
 from dlrepro.plant.datamodule import (
     EpochBatchSampler,
     ImageBatches,
     PlantDataModule,
     images_to_tensor,
 )
-from dlrepro.plant.model import AvgMaxPool, PlantCNN, load_checkpoint, square_symmetries
+from dlrepro.plant.networks import AvgMaxPool
+from helpers.models import plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
 
@@ -38,20 +40,20 @@ def random_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_parameter_count_matches_the_texts_keras_model():
-    model = PlantCNN(num_classes=2, image_size=128)
+    model = plant_cnn(num_classes=2, image_size=128)
     assert sum(p.numel() for p in model.parameters()) == 7_392_449
 
 
 def test_width_options_change_the_architecture():
-    model = PlantCNN(image_size=32, conv_channels=(8, 16), dense_units=10)
+    model = plant_cnn(image_size=32, conv_channels=(8, 16), dense_units=10)
     # 32 → 30 → 15 → 13 → 6: 16·6·6 features into the dense layer.
-    assert model.classifier[1].in_features == 16 * 6 * 6
-    assert model.classifier[1].out_features == 10
+    assert model.net.head[1].in_features == 16 * 6 * 6
+    assert model.net.head[1].out_features == 10
 
 
 @pytest.mark.parametrize(("num_classes", "shape"), [(2, (4, 1)), (3, (4, 3))])
 def test_forward_gives_one_logit_binary_and_one_per_class_otherwise(num_classes, shape):
-    model = PlantCNN(num_classes=num_classes, image_size=64)
+    model = plant_cnn(num_classes=num_classes, image_size=64)
     logits = model(torch.rand(4, 3, 64, 64))
     assert logits.shape == shape
     probs = model.predict_step(torch.rand(4, 3, 64, 64), 0)
@@ -65,9 +67,9 @@ def test_forward_gives_one_logit_binary_and_one_per_class_otherwise(num_classes,
 
 def test_channels_last_changes_layout_not_results():
     images = torch.rand(3, 3, 32, 32)
-    fast, plain = PlantCNN(image_size=32), PlantCNN(image_size=32, channels_last=False)
-    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert plain.features[0].weight.is_contiguous()
+    fast, plain = plant_cnn(image_size=32), plant_cnn(image_size=32, channels_last=False)
+    assert fast.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.net.features[0].weight.is_contiguous()
     torch.testing.assert_close(fast(images), plain(images), rtol=1e-4, atol=1e-5)
 
 
@@ -76,11 +78,11 @@ def test_pooling_before_relu_computes_the_texts_function_and_gradients(channels_
     """The fast block order (conv → pool → ReLU, in place) against the text's (conv → ReLU →
     pool), same weights, at the text's size: equal outputs and equal gradients of every
     parameter for a batch, to fp32 tolerance, so "the same model as the text" stays true."""
-    text = PlantCNN(image_size=128, pool_before_relu=False, channels_last=channels_last)
-    fast = PlantCNN(image_size=128, pool_before_relu=True, channels_last=channels_last)
+    text = plant_cnn(image_size=128, pool_before_relu=False, channels_last=channels_last)
+    fast = plant_cnn(image_size=128, pool_before_relu=True, channels_last=channels_last)
     fast.load_state_dict(text.state_dict())  # same names and indices in both orders
-    assert [type(m).__name__ for m in text.features] == ["Conv2d", "ReLU", "MaxPool2d"] * 2
-    assert [type(m).__name__ for m in fast.features] == ["Conv2d", "MaxPool2d", "ReLU"] * 2
+    assert [type(m).__name__ for m in text.net.features] == ["Conv2d", "ReLU", "MaxPool2d"] * 2
+    assert [type(m).__name__ for m in fast.net.features] == ["Conv2d", "MaxPool2d", "ReLU"] * 2
     images = torch.rand(8, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1] * 4)
     outputs = {}
@@ -101,17 +103,17 @@ def test_tuned_options_build_a_small_pooled_network_that_keeps_pool_relu_equival
     function (in eval mode, where batch norm and dropout are fixed)."""
     options = {"conv_channels": (8, 16), "dense_units": 12, "batch_norm": True}
     options |= {"padding": "same", "global_pool": "max", "dropout": 0.2}
-    fast = PlantCNN(image_size=32, **options).eval()
-    plain = PlantCNN(image_size=32, pool_before_relu=False, **options).eval()
+    fast = plant_cnn(image_size=32, **options).eval()
+    plain = plant_cnn(image_size=32, pool_before_relu=False, **options).eval()
     plain.load_state_dict(fast.state_dict())
-    names = [type(m).__name__ for m in fast.features]
+    names = [type(m).__name__ for m in fast.net.features]
     assert names == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"] * 2
-    assert fast.features[0].bias is None  # batch norm's shift replaces the conv bias
+    assert fast.net.features[0].bias is None  # batch norm's shift replaces the conv bias
     images = torch.rand(3, 3, 32, 32)
     torch.testing.assert_close(fast(images), plain(images))
-    assert PlantCNN(image_size=64, **options)(torch.rand(2, 3, 64, 64)).shape == (2, 1)
+    assert plant_cnn(image_size=64, **options)(torch.rand(2, 3, 64, 64)).shape == (2, 1)
     with pytest.raises(ValueError, match="global_pool"):
-        PlantCNN(global_pool="mean")
+        plant_cnn(global_pool="mean")
 
 
 def test_avgmax_pool_is_the_mean_and_the_max_of_each_channel_side_by_side():
@@ -122,24 +124,24 @@ def test_avgmax_pool_is_the_mean_and_the_max_of_each_channel_side_by_side():
     expected = torch.cat([nn.AdaptiveAvgPool2d(1)(features), nn.AdaptiveMaxPool2d(1)(features)], 1)
     torch.testing.assert_close(pooled, expected)
     options = {"conv_channels": (8, 16), "dense_units": None, "padding": "same"}
-    model = PlantCNN(image_size=32, global_pool="avgmax", **options)
-    assert model.classifier[-1].in_features == 2 * 16
+    model = plant_cnn(image_size=32, global_pool="avgmax", **options)
+    assert model.net.head[-1].in_features == 2 * 16
     assert model(torch.rand(3, 3, 32, 32)).shape == (3, 1)
 
 
 def test_same_init_seed_builds_the_same_network_whatever_the_global_rng():
     torch.manual_seed(1)
-    first = PlantCNN(image_size=32, init_seed=7)
+    first = plant_cnn(image_size=32, init_seed=7)
     torch.manual_seed(2)
-    second = PlantCNN(image_size=32, init_seed=7)
-    other = PlantCNN(image_size=32, init_seed=8)
+    second = plant_cnn(image_size=32, init_seed=7)
+    other = plant_cnn(image_size=32, init_seed=8)
     for a, b in zip(first.parameters(), second.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert not torch.equal(first.features[0].weight, other.features[0].weight)
+    assert not torch.equal(first.net.features[0].weight, other.net.features[0].weight)
 
 
 def test_binary_loss_equals_binary_crossentropy_on_the_sigmoid():
-    model = PlantCNN(image_size=32)
+    model = plant_cnn(image_size=32)
     logits = torch.linspace(-4, 4, 9).unsqueeze(1)
     labels = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1])
     expected = F.binary_cross_entropy(torch.sigmoid(logits[:, 0]), labels.float())
@@ -147,7 +149,7 @@ def test_binary_loss_equals_binary_crossentropy_on_the_sigmoid():
 
 
 def test_multiclass_loss_is_cross_entropy():
-    model = PlantCNN(num_classes=3, image_size=32)
+    model = plant_cnn(num_classes=3, image_size=32)
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.1, 0.2, 3.0]])
     labels = torch.tensor([0, 1])
     expected = -torch.log_softmax(logits, dim=1)[[0, 1], labels].mean()
@@ -165,15 +167,15 @@ def test_multiclass_loss_is_cross_entropy():
 )
 def test_too_small_an_image_names_the_smallest_that_fits(image_size, depths, padding, smallest):
     options = {"conv_channels": [4] * len(depths), "padding": padding, "convs_per_block": depths}
-    PlantCNN(image_size=smallest, **options)
+    plant_cnn(image_size=smallest, **options)
     with pytest.raises(
         ValueError, match=rf"is too small for {len(depths)} blocks .*: at least {smallest}$"
     ):
-        PlantCNN(image_size=image_size, **options)
+        plant_cnn(image_size=image_size, **options)
 
 
 def test_extra_convolutions_keep_the_blocks_width_with_a_relu_between():
-    model = PlantCNN(
+    model = plant_cnn(
         image_size=16,
         conv_channels=(4, 8),
         convs_per_block=(2, 1),
@@ -182,19 +184,19 @@ def test_extra_convolutions_keep_the_blocks_width_with_a_relu_between():
     )
     # By hand: 3→4 (3·4·9 + 4), 4→4 (4·4·9 + 4), 4→8 (4·8·9 + 8), then 8 → 1 logit (8 + 1).
     assert sum(p.numel() for p in model.parameters()) == 112 + 148 + 296 + 9
-    kinds = [type(layer).__name__ for layer in model.features]
+    kinds = [type(layer).__name__ for layer in model.net.features]
     assert kinds == ["Conv2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU"]
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 1)
 
 
 def test_convs_per_block_needs_one_count_per_block():
     with pytest.raises(ValueError, match="one count of at least 1 per block"):
-        PlantCNN(conv_channels=(4, 8), convs_per_block=(2,))
+        plant_cnn(conv_channels=(4, 8), convs_per_block=(2,))
 
 
 def test_class_names_must_match_num_classes():
     with pytest.raises(ValueError, match="3 class names"):
-        PlantCNN(num_classes=2, class_names=["a", "b", "c"])
+        plant_cnn(num_classes=2, class_names=["a", "b", "c"])
 
 
 def test_images_become_float_chw_scaled_like_keras_rescale():
@@ -368,18 +370,18 @@ def test_norm_after_pool_normalises_the_pooled_map_with_the_same_parameters():
     ReLU, and in training mode each block's statistics are those of the pooled map."""
     options = {"conv_channels": (4, 8), "dense_units": None, "batch_norm": True}
     options |= {"padding": "same", "global_pool": "avgmax"}
-    before = PlantCNN(image_size=16, **options)
-    after = PlantCNN(image_size=16, norm_after_pool=True, **options)
-    names = [type(m).__name__ for m in after.features]
+    before = plant_cnn(image_size=16, **options)
+    after = plant_cnn(image_size=16, norm_after_pool=True, **options)
+    names = [type(m).__name__ for m in after.net.features]
     assert names == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] * 2
-    assert after.features[0].bias is None  # the norm's shift replaces it, as before
+    assert after.net.features[0].bias is None  # the norm's shift replaces it, as before
     assert [p.shape for p in after.parameters()] == [p.shape for p in before.parameters()]
     images = torch.rand(5, 3, 16, 16)
-    pooled = F.max_pool2d(after.features[0](images), 2)
+    pooled = F.max_pool2d(after.net.features[0](images), 2)
     after.train()(images)
-    torch.testing.assert_close(after.features[2].running_mean, 0.1 * pooled.mean((0, 2, 3)))
-    with_extra = PlantCNN(image_size=16, norm_after_pool=True, convs_per_block=[2, 1], **options)
-    names = [type(m).__name__ for m in with_extra.features[:6]]
+    torch.testing.assert_close(after.net.features[2].running_mean, 0.1 * pooled.mean((0, 2, 3)))
+    with_extra = plant_cnn(image_size=16, norm_after_pool=True, convs_per_block=[2, 1], **options)
+    names = [type(m).__name__ for m in with_extra.net.features[:6]]
     assert names == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d"]
 
 
@@ -402,8 +404,8 @@ def test_average_symmetries_answers_alike_for_every_symmetry_of_an_image():
     image cannot change it; the single-view answer (the default) does change."""
     options = {"conv_channels": (4, 8), "dense_units": None, "batch_norm": True}
     options |= {"padding": "same", "global_pool": "avgmax", "image_size": 16}
-    averaged = PlantCNN(average_symmetries=True, **options).eval()
-    single = PlantCNN(**options).eval()
+    averaged = plant_cnn(average_symmetries=True, **options).eval()
+    single = plant_cnn(**options).eval()
     images = torch.rand(3, 3, 16, 16)
     with torch.no_grad():
         answer = averaged.predicted_probabilities(images)
@@ -416,7 +418,7 @@ def test_average_symmetries_answers_alike_for_every_symmetry_of_an_image():
 
 
 def test_average_symmetries_keeps_a_multiclass_answer_a_distribution():
-    model = PlantCNN(num_classes=3, image_size=16, conv_channels=(4,), average_symmetries=True)
+    model = plant_cnn(num_classes=3, image_size=16, conv_channels=(4,), average_symmetries=True)
     answer = model.eval().predicted_probabilities(torch.rand(5, 3, 16, 16))
     assert answer.shape == (5, 3) and model.views_per_image == 8
     torch.testing.assert_close(answer.sum(1), torch.ones(5))
@@ -424,26 +426,31 @@ def test_average_symmetries_keeps_a_multiclass_answer_a_distribution():
 
 def test_norm_after_pool_without_a_norm_to_move_is_refused():
     with pytest.raises(ValueError, match="norm_after_pool needs batch_norm"):
-        PlantCNN(image_size=32, norm_after_pool=True)
+        plant_cnn(image_size=32, norm_after_pool=True)
     with pytest.raises(ValueError, match="norm_after_pool needs batch_norm"):
-        PlantCNN(image_size=32, batch_norm=True, norm_after_pool=True, pool_before_relu=False)
+        plant_cnn(image_size=32, batch_norm=True, norm_after_pool=True, pool_before_relu=False)
 
 
-def test_a_checkpoint_from_before_the_new_options_loads_with_them_off(tmp_path):
-    """Checkpoints written before norm_after_pool and average_symmetries existed have neither in
-    their hyper-parameters: they load as the networks they were, one view per answer."""
+def test_a_checkpoint_without_its_network_config_is_refused_in_one_line(tmp_path):
+    """A checkpoint of another format (one that stored no network config, as the single-module
+    model before the network moved under the classifier did) is refused in one line, and one
+    that has it loads as the network it was."""
     import pytorch_lightning as pl
 
-    model = PlantCNN(image_size=32, conv_channels=(4, 8), batch_norm=True, class_names=["a", "b"])
+    model = plant_cnn(image_size=32, conv_channels=(4, 8), batch_norm=True, class_names=["a", "b"])
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "old.ckpt", weights_only=True)
     saved = torch.load(tmp_path / "old.ckpt", weights_only=True)
-    for name in ("norm_after_pool", "average_symmetries"):
-        del saved["hyper_parameters"][name]
-    torch.save(saved, tmp_path / "old.ckpt")
     loaded = load_checkpoint(tmp_path / "old.ckpt")
-    assert loaded.views_per_image == 1 and not loaded.hparams.norm_after_pool
+    assert loaded.views_per_image == 1 and loaded.net.config == model.net.config
+    del saved["hyper_parameters"]["network"]
+    torch.save(saved, tmp_path / "older.ckpt")
+    with pytest.raises(
+        DataError, match=r"not a usable classifier checkpoint \(no 'network'"
+    ) as err:
+        load_checkpoint(tmp_path / "older.ckpt")
+    assert "\n" not in str(err.value)
     images = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(
         loaded.predicted_probabilities(images), model.eval()(images)[:, 0].sigmoid()

@@ -11,15 +11,14 @@ from sklearn import metrics as skm
 
 from dlrepro.errors import ConfigError, DataError
 from dlrepro.plant.augment import BatchAugment
+from dlrepro.plant.callbacks import HISTORY_METRICS
+from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
 from dlrepro.plant.datamodule import PlantDataModule, StackedRows
-from dlrepro.plant.evaluate import (
-    confusion_figure,
-    evaluate,
-    misclassified_gallery,
-    roc_figure,
-)
-from dlrepro.plant.model import PlantCNN
-from dlrepro.plant.train import HISTORY_METRICS, build_trainer, fit_plant_cnn
+from dlrepro.plant.evaluate import evaluate
+from dlrepro.plant.figures import confusion_figure, misclassified_gallery, roc_figure
+from dlrepro.plant.networks import ConvNet
+from dlrepro.plant.train import build_trainer, fit_plant_cnn
+from helpers.models import plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32
@@ -59,7 +58,7 @@ def leaf_datamodule(num_classes: int = 2, learn_from_val: bool = False) -> Plant
 def fit(out_dir, max_epochs: int, **kwargs):
     return fit_plant_cnn(
         leaf_datamodule(),
-        PlantCNN(image_size=SIZE, class_names=CLASSES),
+        plant_cnn(image_size=SIZE, class_names=CLASSES),
         out_dir,
         max_epochs=max_epochs,
         accelerator="cpu",
@@ -132,7 +131,7 @@ def test_a_fit_on_train_and_val_learns_from_every_row_of_both_and_validates_on_n
     def fit_both(out_dir, max_epochs):
         return fit_plant_cnn(
             datamodule,
-            PlantCNN(image_size=SIZE, class_names=CLASSES),
+            plant_cnn(image_size=SIZE, class_names=CLASSES),
             out_dir,
             max_epochs=max_epochs,
             accelerator="cpu",
@@ -146,7 +145,7 @@ def test_a_fit_on_train_and_val_learns_from_every_row_of_both_and_validates_on_n
     assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 2 * 6
     with pytest.raises(ConfigError, match=r"early_stopping: monitors val/acc, but this fit"):
         fit_plant_cnn(
-            datamodule, PlantCNN(image_size=SIZE), tmp_path / "stops", 2, early_stopping_patience=1
+            datamodule, plant_cnn(image_size=SIZE), tmp_path / "stops", 2, early_stopping_patience=1
         )
     fit_both(tmp_path / "resumed", 1)  # interrupted after one epoch, then run again
     resumed = fit_both(tmp_path / "resumed", 2)
@@ -196,7 +195,7 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path, learn_
     class Interrupted(Exception):
         pass
 
-    class StopsBeforeEpoch(PlantCNN):
+    class StopsBeforeEpoch(LeafClassifier):
         stop_at: int | None = None
 
         def on_train_epoch_start(self) -> None:
@@ -206,7 +205,7 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path, learn_
     def run(out_dir, stop_at=None):
         datamodule = leaf_datamodule(learn_from_val=learn_from_val)
         datamodule.train.augment = BatchAugment(hflip=True, rot90=True, brightness=0.2)
-        model = StopsBeforeEpoch(
+        net = ConvNet(
             image_size=SIZE,
             conv_channels=(4, 8),
             dense_units=8,
@@ -214,8 +213,9 @@ def test_a_resumed_tuned_style_fit_equals_the_uninterrupted_one(tmp_path, learn_
             padding="same",
             global_pool="max",
             dropout=0.2,
-            scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01),
         )
+        scheduler = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01)
+        model = StopsBeforeEpoch(net, scheduler=scheduler)
         model.stop_at = stop_at
         return fit_plant_cnn(
             datamodule, model, out_dir, max_epochs=3, accelerator="cpu", enable_progress_bar=False
@@ -248,7 +248,7 @@ def test_best_checkpoint_holds_weights_only_and_last_holds_what_resuming_needs(t
         torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"]
     )
     assert result.best_checkpoint.stat().st_size < result.last_checkpoint.stat().st_size / 2
-    PlantCNN.load_from_checkpoint(result.best_checkpoint, map_location="cpu", weights_only=True)
+    load_checkpoint(result.best_checkpoint)
 
 
 def test_checkpoints_hold_no_absolute_path_and_resume_after_the_folder_moved(
@@ -311,14 +311,14 @@ def test_weight_averaging_is_refused_since_best_ckpt_would_hold_the_live_weights
 
 
 def test_best_checkpoint_loads_with_weights_only(three_epochs):
-    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
-    assert model.hparams.image_size == SIZE
-    assert model.hparams.class_names == CLASSES
+    model = load_checkpoint(three_epochs.best_checkpoint)
+    assert model.image_size == SIZE
+    assert model.class_names == CLASSES
     assert_same_weights(model.state_dict(), weights(three_epochs.best_checkpoint))
 
 
 def test_evaluate_reproduces_the_best_val_acc(three_epochs):
-    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
+    model = load_checkpoint(three_epochs.best_checkpoint).train()
     images, labels = leaves(32, seed=2)
     result = evaluate(model, images, labels, CLASSES, batch_size=10)
     assert result["accuracy"] == pytest.approx(three_epochs.best_val_acc)
@@ -327,7 +327,7 @@ def test_evaluate_reproduces_the_best_val_acc(three_epochs):
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning 2.6 against torch 2.14, not ours
 def test_trainer_predict_gives_one_probability_per_image(three_epochs):
-    model = PlantCNN.load_from_checkpoint(three_epochs.best_checkpoint, weights_only=True)
+    model = load_checkpoint(three_epochs.best_checkpoint)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     probs = torch.cat(trainer.predict(model, datamodule=leaf_datamodule()))
     assert probs.shape == (32,)
@@ -338,7 +338,7 @@ def test_trainer_predict_gives_one_probability_per_image(three_epochs):
 def test_a_three_class_model_trains_with_cross_entropy(tmp_path):
     result = fit_plant_cnn(
         leaf_datamodule(num_classes=3),
-        PlantCNN(num_classes=3, image_size=SIZE),
+        plant_cnn(num_classes=3, image_size=SIZE),
         tmp_path,
         max_epochs=4,
         accelerator="cpu",
@@ -347,9 +347,9 @@ def test_a_three_class_model_trains_with_cross_entropy(tmp_path):
     assert result.best_val_acc >= 0.8
 
 
-def scored_by_brightness(num_classes: int) -> PlantCNN:
-    """A PlantCNN whose logits the test controls: mean brightness of each colour channel."""
-    model = PlantCNN(num_classes=num_classes, image_size=8, conv_channels=(1,), dense_units=1)
+def scored_by_brightness(num_classes: int) -> LeafClassifier:
+    """A classifier whose logits the test controls: mean brightness of each colour channel."""
+    model = plant_cnn(num_classes=num_classes, image_size=8, conv_channels=(1,), dense_units=1)
 
     def logits(images: torch.Tensor) -> torch.Tensor:
         channel_means = images.mean(dim=(2, 3))
@@ -467,9 +467,9 @@ def test_a_one_cycle_schedule_survives_a_run_of_a_few_steps():
     schedule spans at least MIN_SCHEDULE_STEPS, so a smoke-test run just ends early in it."""
     from functools import partial
 
-    from dlrepro.plant.model import MIN_SCHEDULE_STEPS
+    from dlrepro.plant.classifier import MIN_SCHEDULE_STEPS
 
-    model = PlantCNN(
+    model = plant_cnn(
         image_size=SIZE,
         scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01, pct_start=0.25),
     )

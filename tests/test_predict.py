@@ -20,20 +20,24 @@ import torch
 from benchmarks.predict import forward_flops
 from dlrepro.cli import main
 from dlrepro.data.images import load_square_rgb
-from dlrepro.export import export_onnx, torch_probabilities
-from dlrepro.plant.model import PlantCNN
-from dlrepro.predict import ONNX_MODEL, OnnxModel, expand_paths, predict_files, run
+from dlrepro.plant.classifier import LeafClassifier
+from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.serving.contract import ONNX_MODEL
+from dlrepro.serving.export import export_onnx
+from dlrepro.serving.predict import expand_paths, predict_files, run
+from dlrepro.serving.runtime import OnnxModel
+from helpers.models import plant_cnn
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32
 TEXT_LINE = re.compile(r"^Prediction: (Diseased|Healthy) \((0\.\d\d|1\.00)\)$")
 
 
-def tiny_model() -> PlantCNN:
+def tiny_model() -> LeafClassifier:
     """Random weights; the output layer scaled so that the answers are not all 0.5."""
-    model = PlantCNN(image_size=SIZE, conv_channels=(4, 8), dense_units=8, class_names=CLASSES)
+    model = plant_cnn(image_size=SIZE, conv_channels=(4, 8), dense_units=8, class_names=CLASSES)
     with torch.no_grad():
-        model.classifier[-1].weight.mul_(20)
+        model.net.head[-1].weight.mul_(20)
     return model.eval()
 
 

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from dlrepro.data.images import load_square_rgb
-from dlrepro.export import export_onnx
 from dlrepro.hashing import file_md5
-from dlrepro.plant.model import PlantCNN
-from dlrepro.predict import OnnxModel, to_model_input
-from dlrepro.registry import MODEL_NAME, load_version, register_onnx
+from dlrepro.serving.contract import to_model_input
+from dlrepro.serving.export import export_onnx
+from dlrepro.serving.registry import MODEL_NAME, load_version, register_onnx
+from dlrepro.serving.runtime import OnnxModel
+from helpers.models import plant_cnn
 from servers import free_port, stop, wait_until_up
 
 CLASSES = ["Diseased", "Healthy"]
@@ -30,7 +31,7 @@ TAGS = {"git_commit": "0123abc", "data_md5": "feedbeef.dir"}
 
 
 def onnx_file(path: Path, init_seed: int = 0) -> Path:
-    model = PlantCNN(
+    model = plant_cnn(
         image_size=SIZE,
         conv_channels=(4, 8),
         dense_units=8,
@@ -38,7 +39,7 @@ def onnx_file(path: Path, init_seed: int = 0) -> Path:
         init_seed=init_seed,
     )
     with torch.no_grad():
-        model.classifier[-1].weight.mul_(20)  # answers that are not all 0.5
+        model.net.head[-1].weight.mul_(20)  # answers that are not all 0.5
     return export_onnx(model.eval(), path)
 
 

@@ -80,7 +80,7 @@ def _positive_int(text: str) -> int:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from dlrepro.predict import run  # onnxruntime and OpenCV: only for this command
+    from dlrepro.serving.predict import run  # onnxruntime and OpenCV: only for this command
 
     try:
         status = run(args.paths, args.model, args.format, args.batch_size)

@@ -167,7 +167,7 @@ class ModelConfig:
     relu) → head. Classes, input size and the init seed come from the data and the global seed
     when the stage instantiates it."""
 
-    _target_: str = rule(choices=("dlrepro.plant.model.PlantCNN",))
+    _target_: str = rule(choices=("dlrepro.plant.networks.ConvNet",))
     conv_channels: list[int] = rule(ge=1)
     dense_units: int | None = rule(ge=1)  # None: no hidden dense layer
     channels_last: bool = MISSING  # NHWC convolutions: same function, faster on CPU

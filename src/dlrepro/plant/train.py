@@ -1,71 +1,45 @@
-"""`model.fit(train_data, validation_data=..., epochs=10)` as a Lightning Trainer run.
+"""`model.fit(train_data, validation_data=..., epochs=10)` as a Lightning Trainer run, every part
+built from config with `hydra.utils.instantiate`, as lightning-hydra-template builds it.
 
-The text validates on its test split; here the fit sees train and val only (the datamodule has no
-test split), so checkpoint selection and early stopping never read the data the test accuracy
-is measured on.
-
-Every part is built from config the way lightning-hydra-template builds it
-(`hydra.utils.instantiate` on `_target_` nodes): from the recipe (`recipes.<name>`), the model
-(`model`), its optimizer and LR scheduler (`optimizer`, `scheduler`, `_partial_`), extra callbacks
-(`callbacks`) and the epochs; shared by every recipe, the datamodule (`datamodule`) and the
-Trainer (`trainer`: any Trainer argument). No key passes through a hand-written list, so none
-can be lost; and every node is checked while it is built, which the train stage does before it
-touches an output: a value that this machine cannot run, or that the class does not take, is one
-line naming the key.
-
-What the Trainer adds to the text's one line: seeded, deterministic kernels; `best.ckpt` (highest
-val/acc; none for a fit that learns from val) and `last.ckpt` in `out_dir`; resuming from
-`last.ckpt`; and a per-epoch history like Keras' `History` object. The history travels inside
-the checkpoints, so a resumed run still returns every epoch's row. The checkpoints hold no
-absolute path (`RelocatableCheckpoint`), so the same run writes the same bytes wherever the
-repository lives.
+The recipe (`recipes.<name>`) gives the network (`model`), its optimizer and LR scheduler
+(`_partial_` nodes), extra callbacks and the epochs; the datamodule and the Trainer (any Trainer
+argument) are shared by every recipe. Every node is checked while it is built, before the train
+stage touches an output. The fit sees train and val only: the datamodule has no test split, so
+nothing is ever selected on the data the test accuracy is measured on. The text validates on its
+test split.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-import os
-import sys
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
-from lightning_fabric.connector import _PRECISION_INPUT_STR
-from lightning_fabric.plugins.environments import (
-    LSFEnvironment,
-    MPIEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
-from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.accelerators import AcceleratorRegistry
+from hydra.utils import instantiate
 from pytorch_lightning.callbacks import (
     ModelCheckpoint,
     StochasticWeightAveraging,
     TQDMProgressBar,
     WeightAveraging,
 )
-from pytorch_lightning.strategies import StrategyRegistry
 
 from dlrepro.config import Config
 from dlrepro.errors import ConfigError
+from dlrepro.plant.callbacks import (
+    BEST_NAME,
+    LAST_NAME,
+    MONITOR,
+    BatchSeed,
+    CanonicalCheckpoint,
+    FitCallbacks,
+    fit_callbacks,
+)
+from dlrepro.plant.checks import check_arguments, check_trainer, config_errors
+from dlrepro.plant.classifier import LeafClassifier
 from dlrepro.plant.datamodule import PlantDataModule
-from dlrepro.plant.model import PlantCNN
-
-MONITOR = "val/acc"
-TIE_BREAK = "val/loss"  # of epochs with the same best val/acc, best.ckpt holds the lowest loss
-HISTORY_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
-BEST_NAME = "best"
-LAST_NAME = "last"
 
 
 @dataclass(frozen=True)
@@ -78,302 +52,6 @@ class FitResult:
     best_val_acc: float | None
     best_epoch: int | None  # the epoch best_checkpoint holds, from 1
     history: list[dict[str, float]]  # one row per epoch: "epoch" (from 1) and HISTORY_METRICS
-
-
-class EpochHistory(pl.Callback):
-    """Collects the epoch aggregates of HISTORY_METRICS at the end of every training epoch.
-
-    At that point validation for the epoch has already run, and the hook runs before
-    ModelCheckpoint saves (monitoring callbacks are called last), so each checkpoint holds the
-    rows up to and including its own epoch.
-    """
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
-        row.update({name: float(metrics[name]) for name in HISTORY_METRICS if name in metrics})
-        self.rows.append(row)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(row) for row in self.rows]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = [dict(row) for row in state_dict["rows"]]
-
-
-class BatchSeed(pl.Callback):
-    """Seeds torch's global RNG from (seed, epoch, batch) before each training step.
-
-    Dropout draws from that RNG, which Lightning's checkpoints do not store, and which other code
-    (a DataLoader's base seed, the sanity check) also draws from at moments that differ between a
-    straight run and a resumed one: seeded per step, each step's masks are a function of where it
-    is in the run, so a resumed run continues exactly. The batches need none of it: order and
-    augmentation have their own (seed, epoch) generators.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        entropy = np.random.SeedSequence([self.seed, trainer.current_epoch, batch_idx])
-        torch.manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
-
-
-class CanonicalCheckpoint(pl.Callback):
-    """Checkpoint bytes that depend on what is saved, not on how the run got there.
-
-    pickle writes a repeated object once and refers back to it, so the same state saved by a
-    straight run (where the history rows and optimizer states share their key strings) and by a
-    resumed one (where those came out of last.ckpt as separate strings) differs in bytes. Every
-    string in a full checkpoint is interned before it is written, in both runs alike.
-    """
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        for key in list(checkpoint):  # in place, in order: Lightning saves this very dict
-            value = checkpoint.pop(key)
-            checkpoint[_interned(key)] = _interned(value)
-
-
-def _interned(value: Any) -> Any:
-    if isinstance(value, str):
-        return sys.intern(value)
-    if isinstance(value, dict):
-        return type(value)((_interned(k), _interned(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_interned(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_interned(v) for v in value)
-    return value
-
-
-@dataclass(frozen=True)
-class FitCallbacks:
-    """The callbacks every fit has: the epoch history and last.ckpt; and best.ckpt when it
-    validates."""
-
-    history: EpochHistory
-    best: BestOnVal | None
-    last: ModelCheckpoint
-
-
-class RelocatableCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose saved state names files relative to its folder.
-
-    Lightning stores `dirpath`, `best_model_path`, `last_model_path`, ... as absolute paths in
-    every checkpoint, so two clones at different paths would write different bytes for the same
-    weights (and dvc.lock would differ). Here they are saved relative to `dirpath` and resolved
-    against this callback's own `dirpath` on resume, which also keeps resuming working after the
-    repository has moved.
-
-    `current_score` is saved by Lightning but not restored; it is restored here, so that a
-    resumed run's next checkpoint holds what an uninterrupted run's would.
-    """
-
-    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        folder = Path(self.dirpath)
-        state["dirpath"] = "."
-        for key in self.PATH_KEYS:
-            state[key] = _relative(state[key], folder)
-        state["best_k_models"] = {
-            _relative(k, folder): v for k, v in state["best_k_models"].items()
-        }
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        folder = Path(self.dirpath)
-        state = dict(state_dict, dirpath=self.dirpath)
-        for key in self.PATH_KEYS:
-            state[key] = _absolute(state.get(key, ""), folder)
-        state["best_k_models"] = {
-            _absolute(k, folder): v for k, v in state.get("best_k_models", {}).items()
-        }
-        super().load_state_dict(state)
-        self.current_score = state.get("current_score", self.current_score)
-
-
-class BestOnVal(RelocatableCheckpoint):
-    """best.ckpt: the epoch with the highest val/acc and, of epochs tied on it, the lowest val/loss.
-
-    Accuracy on a small val split takes few values, so ties are common, and ModelCheckpoint keeps
-    the first epoch to reach the best accuracy: often an early one whose predictions are barely
-    on the right side. On 12 val images (tests/test_case_study.py) it kept epoch 13 of 30, val/loss
-    0.32, over epoch 30's 6e-5, and got one test image more wrong than the last epoch did.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(monitor=MONITOR, mode="max", save_top_k=1, **kwargs)
-        self.best_tie_break = math.inf
-        self.best_epoch = 0  # from 1, as in the history; 0 before the first validation
-
-    def check_monitor_top_k(self, trainer: pl.Trainer, current: torch.Tensor | None = None) -> bool:
-        loss = trainer.callback_metrics.get(TIE_BREAK)
-        loss = math.inf if loss is None or math.isnan(loss) else float(loss)  # NaN never wins
-        if current is not None and self.best_k_models and current == self.best_model_score:
-            better = trainer.strategy.reduce_boolean_decision(loss < self.best_tie_break)
-        else:
-            better = super().check_monitor_top_k(trainer, current)
-        if better:  # Lightning saves best.ckpt right after a True
-            self.best_tie_break = loss
-            self.best_epoch = trainer.current_epoch + 1
-        return better
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "best_tie_break": self.best_tie_break,
-            "best_epoch": self.best_epoch,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.best_tie_break = state_dict.get("best_tie_break", math.inf)
-        self.best_epoch = state_dict.get("best_epoch", 0)
-
-
-def _relative(path: str, folder: Path) -> str:
-    return Path(path).relative_to(folder).as_posix() if path else ""
-
-
-def _absolute(path: str, folder: Path) -> str:
-    return str(folder / path) if path else ""
-
-
-def fit_callbacks(out_dir: Path, validates: bool = True) -> FitCallbacks:
-    # Two checkpoint callbacks rather than save_last=True: since Lightning 2.6, save_last only
-    # refreshes last.ckpt in epochs where a top-k checkpoint was saved, so it would hold the best
-    # epoch, not the last one, and a resumed run would repeat epochs.
-    common = {"dirpath": out_dir, "enable_version_counter": False, "save_on_train_epoch_end": True}
-    # best.ckpt is read for its weights only (evaluate, export, predict): without Adam's moments
-    # and the callbacks' state it is a third of last.ckpt's size, and cheaper to write on each
-    # improvement. Resuming needs last.ckpt alone.
-    best = None
-    if validates:
-        best = BestOnVal(
-            filename=BEST_NAME,
-            save_weights_only=True,
-            auto_insert_metric_name=False,  # "val/acc" in a file name would make a folder
-            **common,
-        )
-    # No monitor: saved every epoch, overwriting the same file. Listed after `best`, so last.ckpt
-    # carries the best score including this epoch's.
-    last = RelocatableCheckpoint(filename=LAST_NAME, monitor=None, save_top_k=1, **common)
-    return FitCallbacks(EpochHistory(), best, last)
-
-
-@contextmanager
-def config_errors(key: str) -> Iterator[None]:
-    """A class that rejects its config node says why in one line naming the node."""
-    try:
-        yield
-    except ConfigError:
-        raise
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        raise ConfigError(f"{key}: {_first_line(cause)}") from None
-    except (MisconfigurationException, ValueError, TypeError) as err:
-        raise ConfigError(f"{key}: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def check_arguments(key: str, node: Mapping[str, Any]) -> None:
-    """Every key of an instantiable node must be an argument of its `_target_`."""
-    with config_errors(f"{key}._target_"):
-        target = get_class(node["_target_"])
-    accepted = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return
-    for name in node:
-        if not name.startswith("_") and name not in accepted:
-            raise ConfigError(f"{key}.{name}: not an argument of {node['_target_']}")
-
-
-def visible_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def launched_on_several_nodes() -> bool:
-    """A launcher that starts and connects the nodes: torchrun, SLURM, LSF or MPI."""
-    environments = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
-    return any(env.detect() for env in environments)
-
-
-def check_trainer(options: Mapping[str, Any]) -> None:
-    """Refuse, in one line naming the key, a Trainer setting that is not a known choice or that
-    this machine cannot run (Lightning raises some of these only once `fit` has started, and lets
-    others pass: fp16 on a CPU silently becomes bf16, 5 CPU processes on 2 cores just start)."""
-    check_arguments("trainer", options)
-    accelerator = options.get("accelerator", "auto")
-    known = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
-    if accelerator not in known:
-        raise ConfigError(
-            f"trainer.accelerator={accelerator!r}: unknown; allowed: {', '.join(known)}"
-        )
-    has_gpu = torch.cuda.is_available()
-    if accelerator in ("gpu", "cuda") and not has_gpu:
-        raise ConfigError(
-            f"trainer.accelerator={accelerator!r}: this machine has no CUDA GPU; use auto or cpu"
-        )
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(
-            "trainer.accelerator='mps': this machine has no Apple GPU; use auto or cpu"
-        )
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
-
-    strategy = options.get("strategy", "auto")
-    strategies = ["auto", *StrategyRegistry.available_strategies()]
-    if strategy not in strategies:
-        raise ConfigError(
-            f"trainer.strategy={strategy!r}: unknown; allowed: auto, ddp, ddp_spawn, fsdp, "
-            "deepspeed (and the other names of Lightning's StrategyRegistry)"
-        )
-
-    precision = str(options.get("precision", "32-true"))
-    precisions = [p for p in get_args(_PRECISION_INPUT_STR) if not p.startswith("transformer")]
-    if precision not in precisions:
-        raise ConfigError(
-            f"trainer.precision={precision!r}: unknown; allowed: {', '.join(precisions)}"
-        )
-    if precision == "16-mixed" and not on_gpu:
-        raise ConfigError(
-            "trainer.precision='16-mixed': float16 autocast needs a CUDA GPU (Lightning would "
-            "run bf16-mixed instead); on this machine use bf16-mixed or 32-true"
-        )
-
-    devices = options.get("devices", "auto")
-    available, unit = (
-        (torch.cuda.device_count(), "CUDA GPU(s)") if on_gpu else (visible_cpus(), "CPU cores")
-    )
-    count = len(devices) if isinstance(devices, list) else devices
-    if isinstance(count, str) and count.strip().lstrip("-").isdigit():
-        count = int(count)
-    if count not in ("auto", -1) and not (isinstance(count, int) and 1 <= count <= available):
-        raise ConfigError(
-            f"trainer.devices={devices!r}: this machine has {available} {unit}; "
-            f"allowed: 1..{available}, -1 (all) or auto"
-        )
-
-    num_nodes = options.get("num_nodes", 1)
-    if not isinstance(num_nodes, int) or num_nodes < 1:
-        raise ConfigError(f"trainer.num_nodes={num_nodes!r}: must be an integer >= 1")
-    if num_nodes > 1 and not launched_on_several_nodes():
-        raise ConfigError(
-            f"trainer.num_nodes={num_nodes}: needs a launcher that starts every node "
-            f"(torchrun --nnodes {num_nodes} ..., SLURM); alone, this run would wait for the others"
-        )
 
 
 def build_trainer(
@@ -441,7 +119,7 @@ def build_trainer(
 def fit(
     trainer: pl.Trainer,
     callbacks: FitCallbacks,
-    model: PlantCNN,
+    model: LeafClassifier,
     datamodule: PlantDataModule,
     resume: bool = True,
 ) -> FitResult:
@@ -486,7 +164,7 @@ def fit(
 
 def fit_plant_cnn(
     datamodule: PlantDataModule,
-    model: PlantCNN,
+    model: LeafClassifier,
     out_dir: Path,
     max_epochs: int,
     accelerator: str = "cpu",
@@ -527,40 +205,20 @@ def fit_plant_cnn(
     return fit(trainer, fit_state, model, datamodule, resume)
 
 
-def history_figure(history: list[dict[str, float]]) -> Any:
-    """Loss and accuracy per epoch, train against validation, like Keras' History plots."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 3.8))
-    epochs = [row["epoch"] for row in history]
-    # A fit on train+val validates on nothing: its curves are train's alone.
-    splits = [s for s in ("train", "val") if any(f"{s}/loss" in row for row in history)]
-    for ax, metric in zip(figure.subplots(1, 2), ("loss", "acc"), strict=True):
-        for split in splits:
-            ax.plot(epochs, [row.get(f"{split}/{metric}") for row in history], "o-", label=split)
-        ax.set(xlabel="epoch", title=metric)
-        if len(epochs) <= 15:  # one tick per epoch while they stay readable
-            ax.set_xticks(epochs)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    figure.set_layout_engine("tight")
-    return figure
-
-
-def build_plant_cnn(
+def build_classifier(
     cfg: Config,
     recipe: str,
     classes: list[str],
     channels_last: bool | None = None,
-    cls: type | None = None,
-) -> PlantCNN:
-    """The model `train@<recipe>` trains: `recipes.<recipe>.model` instantiated for these
-    classes, with the recipe's optimizer and LR scheduler (both checked on the model's
-    parameters). `cls`: a subclass of the configured class (e.g. for timing); `channels_last`:
-    override the config's."""
+    cls: type[LeafClassifier] = LeafClassifier,
+) -> LeafClassifier:
+    """The classifier `train@<recipe>` trains: the network of `recipes.<recipe>.model` for these
+    classes, with the recipe's optimizer and LR scheduler (both checked on its parameters).
+    `channels_last`: override the config's; `cls`: a subclass (e.g. with timing hooks)."""
     key = f"recipes.{recipe}"
     spec = cfg.recipes[recipe]
     node = asdict(spec.model)
+    average_symmetries = node.pop("average_symmetries")
     if channels_last is not None:
         node["channels_last"] = channels_last
     factories = {}
@@ -570,18 +228,15 @@ def build_plant_cnn(
             check_arguments(f"{key}.{part}", part_node)
             with config_errors(f"{key}.{part}"):
                 factories[part] = instantiate(part_node, _convert_="all")
-    data = {
-        "num_classes": len(classes),
-        "image_size": cfg.data.image_size,
-        "class_names": list(classes),
-        "init_seed": cfg.seed,
-        **factories,
-    }
     with config_errors(f"{key}.model"):
-        if cls is None:
-            model = instantiate(node, _convert_="all", **data)
-        else:  # a local subclass has no importable name for `_target_`
-            model = cls(**{k: v for k, v in node.items() if k != "_target_"}, **data)
+        net = instantiate(
+            node,
+            _convert_="all",
+            num_classes=len(classes),
+            image_size=cfg.data.image_size,
+            init_seed=cfg.seed,
+        )
+        model = cls(net, classes, average_symmetries=average_symmetries, **factories)
     with config_errors(f"{key}.optimizer"):
         optimizer = model.optimizer_factory(model.parameters())  # torch checks lr > 0, ... here
     if model.scheduler_factory is not None:

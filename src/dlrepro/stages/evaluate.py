@@ -29,13 +29,9 @@ def main() -> None:
 
     from dlrepro.data.cache import load_split
     from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
-    from dlrepro.plant.evaluate import (
-        confusion_figure,
-        evaluate,
-        misclassified_gallery,
-        roc_figure,
-    )
-    from dlrepro.plant.model import load_checkpoint
+    from dlrepro.plant.classifier import load_checkpoint
+    from dlrepro.plant.evaluate import evaluate
+    from dlrepro.plant.figures import confusion_figure, misclassified_gallery, roc_figure
 
     checkpoint = root / paths.selected_checkpoint(recipe, selected_on)
     if not checkpoint.is_file():

@@ -7,7 +7,7 @@ python -m dlrepro.stages.export
 Parity failure (a probability off by more than 1e-5, or any label different) stops the stage in
 one line (exit 2) and leaves earlier exports in place. DVC reruns this stage only when the
 checkpoint, the test data or the export code changes; a rerun that produces the same ONNX bytes
-does not add a registry version (see `dlrepro.registry`).
+does not add a registry version (see `dlrepro.serving.registry`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.errors import DataError
+from dlrepro.serving.contract import ONNX_MODEL, PROGRAM, served_checkpoint, to_model_input
 from dlrepro.tracking.runs import log_outcome, stage_run
 from dlrepro.tracking.store import ensure_reachable
-
-PROGRAM = paths.MODELS / "plant_cnn.pt2"
 
 
 def main() -> None:
@@ -30,11 +29,11 @@ def main() -> None:
     ensure_reachable()
 
     from dlrepro.data.cache import load_split
-    from dlrepro.export import PARITY_TOLERANCE, export_checkpoint
     from dlrepro.hashing import dvc_md5
     from dlrepro.outputs import write_json
-    from dlrepro.predict import ONNX_MODEL, OnnxModel, served_checkpoint, to_model_input
-    from dlrepro.registry import model_card, register_onnx
+    from dlrepro.serving.export import PARITY_TOLERANCE, export_checkpoint
+    from dlrepro.serving.registry import model_card, register_onnx
+    from dlrepro.serving.runtime import OnnxModel
     from dlrepro.tracking.runs import git_commit
 
     recipe = cfg.export.recipe

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from dlrepro.hashing import file_md5
-from dlrepro.predict import OnnxModel
+from dlrepro.serving.runtime import OnnxModel
 
 MODEL_NAME = "plant-cnn"
 ARTIFACT_NAME = "model"

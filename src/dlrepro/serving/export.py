@@ -1,39 +1,21 @@
-"""A trained plant CNN → ONNX and a `torch.export` program, each proven to answer as the checkpoint.
+"""A trained classifier → ONNX and a `torch.export` program, each proven to answer as the
+checkpoint.
 
-What is exported is the checkpoint's `PlantCNN` in eval mode *with its output activation*: the
-graph answers class probabilities (N, C), column i = P(classes[i]), so the ONNX file, the
-registered MLflow model and the served endpoint all answer probabilities, with no sigmoid left to
-the caller. For the text's binary model the columns are [1 − p, p] with p = P(classes[1]) as
-`PlantCNN.predicted_probabilities` computes it: sigmoid(logit), or for a model with
-`average_symmetries` the mean of that over the image's 8 symmetries, inside the graph (8 passes
-of the network per image; the metadata says how many, META_VIEWS).
+What is exported is the checkpoint's classifier in eval mode *with its output activation*
+(`LeafClassifier.class_probabilities`): the graph answers class probabilities (N, C), with the
+average over the 8 symmetries inside it when the model averages them, so the ONNX file, the
+registered model and a served endpoint need no post-processing. The input contract and the
+metadata keys are `dlrepro.serving.contract`'s.
 
-The graph's input is float32 (N, 3, S, S): RGB, NCHW, uint8 pixels × 1/255 (training's
-`images_to_tensor`), with a dynamic batch dimension. What inference needs to know is embedded in
-the ONNX file's metadata_props (see the META_* keys in `dlrepro.predict`), so a reader of the
-file never guesses the class order or the scaling.
-
-Formats:
-
-- ONNX (`torch.onnx.export`, the dynamo exporter) saved as one self-contained file: the weights
-  (≈30 MB at 128 px) are far below protobuf's 2 GB limit, so there is no `.onnx.data` side file
-  to lose. ONNX Runtime runs it without torch (`dlrepro.predict`).
-- `torch.export` program (`.pt2`, `torch.export.save`), the second format, for Python consumers
-  that have torch: it is the same graph capture the ONNX exporter starts from, loads without the
-  model's source code, and is the format torch develops, where TorchScript (`torch.jit`) is
-  deprecated. `.pt2` archives name their root folder after the file stem, so the file is written
-  under its final name (in a temporary folder) to keep its bytes stable.
-
-Parity: both exports and the checkpoint predict the whole test split; the largest absolute
-difference of any probability must be ≤ `tolerance` (1e-5) and every label (the most probable
-class) must agree, else `ParityError` (one line) and nothing is written. Both files are
-byte-identical across runs and clones on the same machine kind and library versions (no
-absolute path or stack trace inside, see STACK_TRACE_KEY).
+ONNX (dynamo exporter) is written as one self-contained file; the `.pt2` program is for Python
+consumers with torch (TorchScript is deprecated). Parity: both exports and the checkpoint predict
+the whole test split; the largest absolute difference of any probability must be ≤ `tolerance`
+and every label must agree, else `ParityError` and nothing is written. Stack traces (absolute
+paths) are dropped from both, so two clones write the same bytes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -44,28 +26,21 @@ from torch import nn
 
 from dlrepro.errors import DataError, DlreproError
 from dlrepro.outputs import staging_dir
+from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
 from dlrepro.plant.datamodule import images_to_tensor
-from dlrepro.plant.model import PlantCNN, load_checkpoint
-from dlrepro.predict import (
+from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.serving.contract import (
     DEFAULT_MIN_SIDE,
-    META_CHANNEL_ORDER,
-    META_CLASSES,
-    META_IMAGE_SIZE,
-    META_LAYOUT,
-    META_MIN_SIDE,
-    META_OUTPUT,
-    META_SCALE,
-    META_VIEWS,
-    OnnxModel,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelInfo,
+    metadata,
 )
+from dlrepro.serving.runtime import OnnxModel
 
 PARITY_TOLERANCE = 1e-5
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
-PROGRAM_SUFFIX = ".pt2"
 # Both exporters record, per node, the Python stack that produced it: absolute paths of this
 # checkout and its venv, which would make the files differ between two clones of the same commit.
-# They are dropped (the graph, names and scopes stay), so the bytes depend on code, params and data.
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
@@ -73,59 +48,32 @@ class ParityError(DlreproError):
     """An export answers differently from the checkpoint it was made from."""
 
 
-def class_probabilities(model: PlantCNN, images: torch.Tensor) -> torch.Tensor:
-    """(N, C) class probabilities: the binary model's P(classes[1]) becomes [1 − p, p]."""
-    probabilities = model.predicted_probabilities(images)
-    if model.is_binary:
-        return torch.stack([1 - probabilities, probabilities], dim=1)
-    return probabilities
-
-
 class ProbabilityModel(nn.Module):
-    """The exported graph: PlantCNN's `predicted_probabilities`, images → class probabilities."""
+    """The exported graph: images → the classifier's class probabilities."""
 
-    def __init__(self, model: PlantCNN) -> None:
+    def __init__(self, model: LeafClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return class_probabilities(self.model, images)
+        return self.model.class_probabilities(images)
 
 
-def torch_probabilities(model: PlantCNN, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The checkpoint's answer on uint8 RGB (N, S, S, 3), batched, as evaluation computes it."""
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = images_to_tensor(images[start : start + batch_size])
-            chunks.append(class_probabilities(model, batch).numpy())
-    return np.concatenate(chunks)
-
-
-def onnx_metadata(model: PlantCNN, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
-    hparams = model.hparams
-    if not hparams.get("class_names"):
+def onnx_metadata(model: LeafClassifier, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
+    if not model.class_names:
         raise DataError("the checkpoint names no classes (class_names): retrain it with names")
-    return {
-        META_CLASSES: json.dumps(list(hparams.class_names)),
-        META_IMAGE_SIZE: str(hparams.image_size),
-        META_MIN_SIDE: str(min_side),
-        META_CHANNEL_ORDER: "RGB",
-        META_LAYOUT: "NCHW",
-        META_SCALE: "1/255",
-        META_OUTPUT: f"{OUTPUT_NAME}: float32 (N, C), column i = P(classes[i]), rows sum to 1",
-        META_VIEWS: str(model.views_per_image),
-    }
+    info = ModelInfo(model.class_names, model.image_size, min_side)
+    return metadata(info, model.views_per_image)
 
 
-def _example_and_shapes(model: PlantCNN) -> tuple[tuple[torch.Tensor], dict]:
-    size = model.hparams.image_size
+def _example_and_shapes(model: LeafClassifier) -> tuple[tuple[torch.Tensor], dict]:
+    size = model.image_size
     # batch 2 in the example: torch.export specialises a dimension whose example size is 1
     example = (torch.zeros(2, 3, size, size),)
-    return example, {"images": {0: torch.export.Dim("batch", min=1)}}
+    return example, {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}}
 
 
-def export_onnx(model: PlantCNN, path: str | Path, min_side: int = DEFAULT_MIN_SIDE) -> Path:
+def export_onnx(model: LeafClassifier, path: str | Path, min_side: int = DEFAULT_MIN_SIDE) -> Path:
     """Write `model` (with its output activation) as one self-contained ONNX file with metadata."""
     path = Path(path)
     example, shapes = _example_and_shapes(model)
@@ -147,7 +95,7 @@ def export_onnx(model: PlantCNN, path: str | Path, min_side: int = DEFAULT_MIN_S
     return path
 
 
-def export_program(model: PlantCNN, path: str | Path) -> Path:
+def export_program(model: LeafClassifier, path: str | Path) -> Path:
     """Write `model` (with its output activation) as a `torch.export` program archive."""
     path = Path(path)
     example, shapes = _example_and_shapes(model)
@@ -224,7 +172,7 @@ def export_checkpoint(
     if len(test_images) == 0:
         raise DataError("no test images to prove the exports on")
     model = load_checkpoint(checkpoint)
-    size = model.hparams.image_size
+    size = model.image_size
     if test_images.shape[1:] != (size, size, 3):
         raise DataError(
             f"{checkpoint}: takes {size}×{size} RGB images, the test images are "
@@ -255,5 +203,5 @@ def export_checkpoint(
     return {
         **figures,
         "tolerance": tolerance,
-        "classes": json.loads(onnx_metadata(model)[META_CLASSES]),
+        "classes": model.class_names,
     }

@@ -1,0 +1,126 @@
+"""What a `train@<recipe>` run is: the settings it reads, the fingerprint that decides whether an
+interrupted run may continue, and the summary it writes.
+
+An interrupted run continues from last.ckpt only when its fingerprint (every setting that changes
+what is computed, the data, the checkpoint format) matches and it did not finish; anything else
+starts afresh, so a checkpoint never leaks from one configuration into another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlrepro.config import Config
+from dlrepro.config.load import flatten
+from dlrepro.errors import ConfigError
+
+RUN_FILE = "run.json"
+# The shape of last.ckpt's state: Lightning skips state it cannot match, so a run interrupted
+# under another shape starts afresh rather than resuming half-restored.
+# 3: the network moved under the classifier (`net.` state-dict keys).
+CHECKPOINT_FORMAT = 3
+# What the stage reads from params.yaml: these sections whole, data.image_size, its recipe.
+READS = ("seed", "datamodule", "trainer", "resume", "data.image_size")
+# Settings that change how a run goes, not what it computes: not in dvc.yaml's params, so
+# changing one reruns nothing.
+RUNTIME_SWITCHES = ("trainer.enable_progress_bar", "datamodule.num_workers", "resume")
+
+
+def _within(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def read_settings(params: dict[str, Any], recipe: str) -> dict[str, Any]:
+    """The settings `train@<recipe>` reads, by dotted key, from params.yaml as loaded: one
+    inventory for the DVC check, the resume fingerprint and the MLflow params."""
+    reads = (*READS, f"recipes.{recipe}")
+    return {k: v for k, v in flatten(params).items() if _within(k, reads)}
+
+
+def stage_params(root: Path, recipe: str) -> list[str]:
+    """The `params` dvc.yaml lists for `train@<recipe>` (its foreach `${key}` filled in)."""
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
+    return [str(p).replace("${key}", recipe) for p in stage["do"]["params"]]
+
+
+def unhashed_settings(settings: dict[str, Any], stage_params: list[str]) -> list[str]:
+    """Settings that are neither in the stage's dvc.yaml `params` nor run-time switches: a change
+    to one would not rerun the stage (e.g. a Trainer option added with `-S +trainer.x`)."""
+    return [k for k in settings if k not in RUNTIME_SWITCHES and not _within(k, stage_params)]
+
+
+def check_hashed(settings: dict[str, Any], root: Path, recipe: str) -> None:
+    """Refuse a setting that DVC does not hash: it would be applied once and then go stale."""
+    unhashed = unhashed_settings(settings, stage_params(root, recipe))
+    if unhashed:
+        raise ConfigError(
+            f"{unhashed[0]}: dvc.yaml's train stage does not list it in its params, so DVC would "
+            f"not rerun training when it changes; add `- {unhashed[0]}` there"
+        )
+
+
+def fingerprint(settings: dict[str, Any], data_md5: str) -> str:
+    """What the run computes (every setting but the run-time switches, and the data), and the
+    shape of the checkpoint state it resumes from."""
+    computed = {k: v for k, v in settings.items() if k not in RUNTIME_SWITCHES}
+    identity = [computed, data_md5, CHECKPOINT_FORMAT]
+    return hashlib.md5(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def trainer_options(cfg: Config, recipe: str) -> dict[str, Any]:
+    """The Trainer arguments of `train@<recipe>`: the shared `trainer`, the recipe's own over them
+    (`recipes.<name>.trainer`, e.g. the tuned recipe's precision), and the recipe's epochs."""
+    spec = cfg.recipes[recipe]
+    return {**cfg.trainer, **spec.trainer, "max_epochs": spec.max_epochs}
+
+
+def recipe_keyed(err: ConfigError, recipe: str, own: dict[str, Any]) -> ConfigError:
+    """An error about a Trainer argument the recipe sets names the recipe's key, where the user
+    would change it."""
+    text = str(err)
+    if any(text.startswith((f"trainer.{name}=", f"trainer.{name}:")) for name in own):
+        return ConfigError(f"recipes.{recipe}.{text}")
+    return err
+
+
+def may_resume(out_dir: Path, stamp: str, wanted: bool, recipe: str) -> bool:
+    """Whether the run in `out_dir` continues: wanted (`resume`), the same fingerprint, not
+    finished, and a readable last.ckpt; says why when a record or checkpoint is unreadable."""
+    previous = read_run_file(out_dir / RUN_FILE)
+    if previous is None:
+        print(f"train@{recipe}: {RUN_FILE} is unreadable, so no run can continue; starting afresh")
+        return False
+    resume = wanted and previous.get("fingerprint") == stamp and not previous.get("finished")
+    last = out_dir / "last.ckpt"
+    if resume and last.exists() and not checkpoint_readable(last):
+        print(f"train@{recipe}: the interrupted run's last.ckpt is unreadable; starting afresh")
+        return False
+    return resume
+
+
+def checkpoint_readable(path: Path) -> bool:
+    """Whether an interrupted run's last.ckpt can be loaded (a kill mid-write truncates it)."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many kinds for a torn or foreign file
+        return False
+    return True
+
+
+def read_run_file(path: Path) -> dict | None:
+    """The previous run's record: {} when there is none, None when it cannot be read (the caller
+    says so and starts afresh: the record only ever decides whether to resume)."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

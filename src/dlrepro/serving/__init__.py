@@ -1,0 +1,1 @@
+"""Serving the trained classifier: the input/output contract, ONNX export, prediction, registry."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: throwaway workspaces, real servers, killing stages, small models."""
