@@ -1,29 +1,10 @@
 """One image file → the RGB uint8 square the plant CNN takes, decoded with OpenCV.
 
-Decisions (each one is visible in the data report through `SquareImage.conversions`):
-
-- Colour order: RGB, as Keras' `flow_from_directory` feeds the text's model. OpenCV decodes to BGR,
-  so predicting from `cv2.imread` pixels (as the text's `predict_image` does) needs the same
-  BGR→RGB step; `load_square_rgb` is the one function both sides can share.
-- Grayscale → RGB by repeating the channel ("grayscale→RGB").
-- CMYK JPEG → RGB: OpenCV's JPEG reader converts CMYK (Adobe's inverted form included) to BGR
-  itself; the JPEG header tells us it happened ("CMYK→RGB").
-- 16-bit → 8-bit by rounding value × 255 / 65535, not by dropping the low byte or wrapping
-  ("16-bit→8-bit").
-- Transparency is composited on white ("RGBA→RGB"): leaf cut-outs on a transparent background
-  look on a white page the way a person sees them, whereas dropping alpha (what Keras' `load_img`
-  does) exposes whatever colour the transparent pixels happen to store, often black.
-- Resizing stretches to image_size × image_size like Keras' `target_size` (no crop), with
-  INTER_AREA when both sides shrink and INTER_CUBIC when a side grows ("upscaled").
-- Images whose short side is below `min_side` are refused: upscaling an 8×8 icon to 128×128
-  invents a picture rather than showing a leaf.
-- Large JPEGs (above `REDUCE_ABOVE_PIXELS`) are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
-  (IMREAD_REDUCED_COLOR_*), keeping the short side ≥ image_size, so a 6000×4000 photo never
-  exists at full size in memory. Other formats decode at full size (OpenCV refuses more than
-  2^30 pixels). Smaller JPEGs take the plain path so ordinary photos match `cv2.imread` + resize.
-- JPEGs go through IMREAD_COLOR, which applies the EXIF orientation (as `cv2.imread` does);
-  other formats go through IMREAD_UNCHANGED to keep alpha and 16-bit samples, so their EXIF
-  orientation (rare outside JPEG) is not applied.
+RGB as Keras feeds the text's model (OpenCV decodes BGR); grayscale, CMYK, 16-bit and
+transparent images converted (alpha composited on white); stretched to image_size like Keras'
+`target_size`; images below `min_side` refused rather than invented by upscaling; large JPEGs
+decoded at reduced scale so a huge photo never exists at full size. Each conversion is named in
+`SquareImage.conversions`, so the data report shows it. docs/design.md gives each decision's why.
 """
 
 from __future__ import annotations

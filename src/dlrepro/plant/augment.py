@@ -1,26 +1,12 @@
 """Label-preserving augmentation of uint8 training batches (the tuned recipe's `augment`).
 
-A leaf's class does not depend on its orientation, framing or exposure, so each training image
-may be mirrored, rotated by a multiple of 90°, cropped and scaled back to the input size
-(RandomResizedCrop's area range, aspect ratio kept), and jittered in brightness, contrast and
-saturation (hue is left alone: lesions are colour). Each image gets its own draw.
-
-The operations are torchvision's (`transforms.v2.functional`: rgb_to_grayscale and the blends of
-ColorJitter's adjust_brightness / adjust_contrast / adjust_saturation, in that fixed order),
-written batched: v2's transforms draw one set of parameters per call, so a batch would share
-one crop and one jitter, and called image by image they draw from the global RNG (see below).
-The cost is the same (one thread, AMD EPYC, a batch of 32 at 128 px: 11.9 ms batched against
-12.5 ms for v2 image by image, about 6 % of a tuned step). torchvision itself is not imported:
-on these machines PyPI's torchvision needs torch's CUDA build, which costs every stage 0.4 GB of
-memory (README "Speed"); `grayscale` is v2's rgb_to_grayscale operation for operation, so the
-batches are the same bit for bit (checked against torchvision 0.29.1 when it was dropped).
-The crop is an affine resample (`grid_sample`, bilinear), which for a zoom-in crop is the
-bilinear resize of the cropped box; it costs 20.7 ms batched against 11.1 ms for v2's resize,
-one reason it is off in the tuned recipe.
-
-Every draw comes from the batch's own seed (`EpochBatchSampler` derives it from (seed, epoch))
-through a private generator: the same epoch gives the same augmented batches in a resumed run, in
-a worker process or after other code has used the global RNG, which is left untouched.
+A leaf's class does not depend on its orientation, framing or exposure: each image may be
+mirrored, turned by quarter turns, cropped and rescaled, and jittered in brightness, contrast and
+saturation (not hue: lesions are colour), each image with its own draw. The operations are
+torchvision.transforms.v2's, written batched (v2 draws one set of parameters per call) and without
+importing torchvision (on these machines it needs torch's CUDA build); `grayscale` matches v2 bit
+for bit. Every draw comes from the batch's own seed through a private generator, so a resumed
+run sees the same batches and the global RNG is untouched.
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """The exported ONNX model in the MLflow Model Registry, as versions of `plant-cnn`.
 
-A version is the ONNX file logged with `mlflow.onnx.log_model` into the active run (the export
-stage's), so it links back to that run's params, tags and parity metrics. It carries:
-
-- a signature inferred from a float32 input example of two real test images, preprocessed as the
-  model expects (RGB, NCHW, × 1/255) and the answer to it: the served model checks inputs against
-  it, and pyfunc's `predict` returns `{"probabilities": array (N, C)}`;
-- the ONNX metadata (class names, input size, scaling) in the MLmodel file's `metadata`;
-- version tags: `git_commit` (the code), `data_md5` (the training cache, as dvc.lock records it),
-  the recipe, the splits it was fitted on and its selection, and `onnx_md5` (the file's bytes);
-- a description, the model card the registry page shows (`model_card`): what it is, how good
-  it is on the test split, its input contract, and the command that reproduces it;
-- pinned pip requirements of this environment (so MLflow need not infer them) and the CPU
-  execution provider only (MLflow's default also asks for CUDA and warns where there is none).
-
-The ONNX file is stored self-contained (`save_as_external_data=False`; MLflow's default splits
-the weights into a side file).
-
-A new version is created only when the ONNX bytes differ from the latest version's `onnx_md5`:
-DVC reruns the export stage only when its dependencies change, but a change that leaves the
-model as it was (a comment in the code, `dvc repro --force`) then does not add a duplicate.
-
-mlflow is imported inside the functions (≈3 s).
+A version is the self-contained ONNX file logged into the export stage's run, with a signature
+from two real test images, the ONNX metadata, tags (`git_commit`, `data_md5`, recipe, fit and
+selection, `onnx_md5`), the model card as its description, pinned requirements and the CPU
+provider. A new version is created only when the ONNX bytes differ from the latest one's, so a
+rerun that leaves the model as it was adds no duplicate. mlflow is imported inside the functions
+(it imports slowly).
 """
 
 from __future__ import annotations

@@ -1,28 +1,11 @@
 """The text's Keras XOR net as a LightningModule: Dense(h, relu) -> Dense(1, sigmoid), Adam, BCE.
 
-What each Keras default becomes here, and where the two differ:
-
-- `Dense` initialises its kernel with glorot_uniform, U(±sqrt(6 / (fan_in + fan_out))), and its
-  bias with zeros. The bound is symmetric in fan_in and fan_out, so `xavier_uniform_` on torch's
-  (out, in) weight draws from the same distribution (not the same numbers: another RNG).
-- `loss="binary_crossentropy"` on a sigmoid output: Keras' TensorFlow backend keeps the sigmoid's
-  logits (`_get_logits` in keras/src/backend/tensorflow/nn.py) and computes the loss from them,
-  which is `BCEWithLogitsLoss` here; the model's predictions are the sigmoid outputs.
-- `optimizer="adam"`: lr 0.001, betas (0.9, 0.999), epsilon 1e-7. Keras adds epsilon to sqrt(v)
-  (its "epsilon hat", `update_step` in keras/src/optimizers/adam.py); torch adds it to
-  sqrt(v / (1 - beta2^t)), the bias-corrected v. So torch's Adam equals Keras' with epsilon
-  scaled by sqrt(1 - beta2^t) (0.03 at step 1, 0.30 at step 100). The steps differ only where
-  |gradient| is within a few epsilon of 0 (relative change ~ eps / (sqrt(1 - beta2^t)·|g|)).
-  Measured with a Keras-form Adam on this chapter's fits (seeds 0-9, same init): the final
-  outputs differ by < 1e-5 for the text's recipe, < 1e-3 for the tuned one.
-- `fit` uses batch_size 32 and shuffles every epoch; the loader does both, with a seeded generator
-  (with 4 rows the shuffle only reorders the one batch, which changes float rounding only).
-- `metrics=["accuracy"]` on one sigmoid output is binary accuracy at the 0.5 threshold: logit > 0.
-- Everything stays in float32, Keras' default dtype.
-
-`train/loss` and `train/acc` are logged for every epoch, but written once, when training ends:
-MLflow's SQLite store spends ~9 ms on each logging call, and one call per epoch made this
-chapter's 20 fits of 100 epochs take ~20 s instead of ~4 s.
+Keras' defaults, reproduced: Glorot-uniform kernels and zero biases, the loss on the sigmoid's
+logits (`BCEWithLogitsLoss`), Adam's lr 0.001 and epsilon 1e-7 (Keras adds epsilon before bias
+correction, torch after: the steps differ only where a gradient is within a few epsilon of 0),
+batch 32 shuffled each epoch, binary accuracy at 0.5, float32. docs/design.md compares the two
+Adams. Epoch metrics are collected and written to MLflow once, when training ends: one store
+call per epoch would cost more than the fits.
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Chapter 5, loss functions: the text's seven losses on fixed examples, numpy vs torch.
 
-The text only shows library calls (scikit-learn for MSE, MAE and log loss; Keras classes for
-the rest) and prints no value. dlrepro.chapters.losses.text_code implements them with Keras'
-conventions; torch.nn.functional is the framework twin; the tests also check scikit-learn (a
-test-only dependency). On ordinary inputs all three agree to ~1e-16. They part ways where a
-probability is exactly 0 or 1, or where a reduction differs:
-
-- Binary cross-entropy. Keras clips p to [1e-7, 1 - 1e-7], so a certain, wrong prediction
-  costs -log(1e-7) = 16.12. scikit-learn's log_loss clips to [eps, 1 - eps] with eps the
-  dtype's machine epsilon (2.2e-16 in float64): 36.04. torch's binary_cross_entropy does not
-  clip p; it clamps each log term at -100: 100.
-- Categorical cross-entropy. Keras rescales each y_pred row to sum to 1, then clips as above;
-  scikit-learn does not rescale (it warns when rows do not sum to 1) and clips at eps. torch's
-  nll_loss / cross_entropy take log-probabilities (here log p) and bound nothing: log(0)
-  gives an infinite loss, and cross_entropy with probability targets gives NaN where a zero
-  target meets log(0) (0 · -inf).
-- KL divergence. Keras clips both distributions to [1e-7, 1], sums over classes and averages
-  over samples. torch's kl_div(log q, p, reduction="batchmean") is the same reduction (sum
-  over everything / batch size) without clipping: a zero in p contributes exactly 0 where
-  Keras adds 1e-7·log(1e-7/q) (about -1.5e-6 each), and a zero in q makes it inf (p > 0) or
-  NaN (p = 0). torch's default reduction="mean" divides by batch × classes instead.
-- Huber. torch switches to the linear branch at |e| > delta, Keras at |e| > delta too
-  (`<=` picks the quadratic one); both branches agree at |e| = delta, so the values match.
+The text shows only library calls (scikit-learn, Keras) and prints no value. `text_code`
+implements them with Keras' conventions, torch.nn.functional is the twin, and the tests also
+check scikit-learn. On ordinary inputs all agree to float rounding; they part where a
+probability is exactly 0 or 1 (Keras clips at 1e-7, scikit-learn at machine epsilon, torch
+clamps log terms at -100 or does not bound them) or where a reduction differs (KL divergence's
+batchmean). docs/design.md lists each case; the chapter's findings record them.
 """
 
 from __future__ import annotations
