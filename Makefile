@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # DVC runs each stage's `python -m ...` through the shell: the venv must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint params ui bench keras-env clean
+.PHONY: setup repro test test-fast lint params ui bench keras-env clean docs docs-serve
 
 setup: $(STAMP)
 
@@ -55,6 +55,12 @@ $(KERAS_VENV)/.installed:
 	test -x $(KERAS_VENV)/bin/python || python3 -m venv $(KERAS_VENV)
 	$(KERAS_VENV)/bin/python -m pip install --quiet 'tensorflow-cpu==2.21.0' pillow matplotlib
 	touch $@
+
+docs: $(STAMP)    ## the documentation site (mkdocs.yml, docs/) into site/; --strict: a warning fails
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)  ## the documentation site at http://127.0.0.1:8000, rebuilt on every edit
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean:            ## remove the environment and the embedded MLflow store (DVC outputs stay)
 	rm -rf $(VENV) $(KERAS_VENV) mlflow.db mlruns
