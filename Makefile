@@ -6,9 +6,14 @@ STAMP  := $(VENV)/.installed
 # DVC runs each stage's `python -m ...` through the shell: the venv must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint params ui bench keras-env clean docs docs-serve
+.PHONY: help setup repro test test-fast lint typecheck params ui bench keras-env clean docs docs-serve
 
-setup: $(STAMP)
+# The first target, so a bare `make` lists the targets: each target's `## ` comment is its line.
+help:             ## list the targets with what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+setup: $(STAMP)   ## build .venv with the package and its test extra (again when pyproject.toml changes)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,16 +30,20 @@ repro: $(STAMP)   ## run the whole pipeline (only what changed)
 # Sequential: PYTEST_ARGS=
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-test: $(STAMP)    ## unit + end-to-end tests, then ruff
+test: $(STAMP)    ## unit + end-to-end tests, then `make lint` (ruff check, ruff format, mypy)
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(BIN)/ruff check src tests benchmarks
+	$(MAKE) --no-print-directory lint
 
 test-fast: $(STAMP)  ## unit tests only
 	$(PY) -m pytest -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP)    ## ruff check and ruff format --check on src, tests and benchmarks, then typecheck
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: $(STAMP)  ## mypy on src/, as [tool.mypy] in pyproject.toml configures it
+	$(BIN)/mypy
 
 params: $(STAMP)  ## recompose params.yaml from conf/; overrides: make params ARGS="profile=small"
 	$(PY) -m dlrepro.config.compose $(ARGS)
@@ -49,7 +58,7 @@ bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/be
 # The text's own Keras program, for `make bench`'s side-by-side: TensorFlow lives in its own venv
 # and is never a dependency of dlrepro.
 KERAS_VENV ?= .venv-keras
-keras-env: $(KERAS_VENV)/.installed
+keras-env: $(KERAS_VENV)/.installed  ## the separate TensorFlow venv for make bench's Keras runs
 
 $(KERAS_VENV)/.installed:
 	test -x $(KERAS_VENV)/bin/python || python3 -m venv $(KERAS_VENV)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -40,7 +40,9 @@ def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = 
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
-        cfg = OmegaConf.to_object(merged)
+        # a structured config's to_object is an instance of its dataclass; the stub's return
+        # type is the union of everything to_object can return
+        cfg = cast(Config, OmegaConf.to_object(merged))
     except OmegaConfBaseException as err:
         raise ConfigError(_one_line(err)) from None
     validate(cfg)

@@ -68,7 +68,9 @@ def find_layout(source: Path, ignored: list[dict[str, str]]) -> Layout:
     train_dirs = _visible_subfolders(source / "train", source, ignored)
     classes = [folder.name for folder in train_dirs]
     _require_classes(source / "train", classes)
-    class_dirs = [("train", label, folder) for label, folder in enumerate(train_dirs)]
+    class_dirs: list[tuple[str | None, int, Path]] = [
+        ("train", label, folder) for label, folder in enumerate(train_dirs)
+    ]
     for folder in _visible_subfolders(source / "test", source, ignored):
         if folder.name not in classes:
             raise DataError(f"{folder}: class '{folder.name}' has no folder in train/ ({classes})")
@@ -97,7 +99,7 @@ def collect_candidates(
     """Files with an image suffix, in sorted path order; everything else is skipped with why."""
     candidates = []
     for split, label, class_dir in layout.class_dirs:
-        files = []
+        files: list[Path] = []
         for folder, subfolders, names in os.walk(class_dir):
             for hidden in [name for name in subfolders if name.startswith(".")]:
                 subfolders.remove(hidden)

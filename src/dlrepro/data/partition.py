@@ -82,7 +82,7 @@ def drop_leaks(decoded: list[Candidate]) -> list[dict[str, str]]:
 
 def duplicates(kept: list[Candidate]) -> list[dict[str, Any]]:
     """Groups of identical images inside one split (kept: they weigh more, but do not leak)."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str | None, str], list[str]] = {}  # (split, digest) -> paths
     for candidate in kept:
         groups.setdefault((candidate.split, candidate.digest), []).append(candidate.path)
     return [

@@ -87,6 +87,7 @@ class BatchAugment:
 
     def _crop(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A square box of area fraction ~ U(crop_scale) at a random place, scaled to size."""
+        assert self.crop_scale is not None  # __call__ crops only when it is set
         n = batch.shape[0]
         low, high = self.crop_scale
         side = (low + (high - low) * torch.rand(n, generator=generator)).sqrt()

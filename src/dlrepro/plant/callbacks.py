@@ -122,6 +122,7 @@ class RelocatableCheckpoint(ModelCheckpoint):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
+        assert self.dirpath is not None  # every checkpoint callback here is given its folder
         folder = Path(self.dirpath)
         state["dirpath"] = "."
         for key in self.PATH_KEYS:
@@ -132,6 +133,7 @@ class RelocatableCheckpoint(ModelCheckpoint):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        assert self.dirpath is not None  # every checkpoint callback here is given its folder
         folder = Path(self.dirpath)
         state = dict(state_dict, dirpath=self.dirpath)
         for key in self.PATH_KEYS:
@@ -157,8 +159,8 @@ class BestOnVal(RelocatableCheckpoint):
         self.best_epoch = 0  # from 1, as in the history; 0 before the first validation
 
     def check_monitor_top_k(self, trainer: pl.Trainer, current: torch.Tensor | None = None) -> bool:
-        loss = trainer.callback_metrics.get(TIE_BREAK)
-        loss = math.inf if loss is None or math.isnan(loss) else float(loss)  # NaN never wins
+        metric = trainer.callback_metrics.get(TIE_BREAK)
+        loss = math.inf if metric is None or math.isnan(metric) else float(metric)  # NaN never wins
         if current is not None and self.best_k_models and current == self.best_model_score:
             better = trainer.strategy.reduce_boolean_decision(loss < self.best_tie_break)
         else:
@@ -193,7 +195,11 @@ def fit_callbacks(out_dir: Path, validates: bool = True) -> FitCallbacks:
     # Two checkpoint callbacks rather than save_last=True: since Lightning 2.6, save_last only
     # refreshes last.ckpt in epochs where a top-k checkpoint was saved, so it would hold the best
     # epoch, not the last one, and a resumed run would repeat epochs.
-    common = {"dirpath": out_dir, "enable_version_counter": False, "save_on_train_epoch_end": True}
+    common: dict[str, Any] = {
+        "dirpath": out_dir,
+        "enable_version_counter": False,
+        "save_on_train_epoch_end": True,
+    }
     # best.ckpt is read for its weights only (evaluate, export, predict): without Adam's moments
     # and the callbacks' state it is a third of last.ckpt's size, and cheaper to write on each
     # improvement. Resuming needs last.ckpt alone.

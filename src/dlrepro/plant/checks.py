@@ -59,7 +59,9 @@ def check_arguments(key: str, node: Mapping[str, Any]) -> None:
 
 
 def visible_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # None where the platform cannot tell
 
 
 def launched_on_several_nodes() -> bool:

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -126,7 +126,10 @@ class LeafClassifier(pl.LightningModule):
         if self.views_per_image == 1:
             return self.probabilities(self(images))
         views = square_symmetries(images)
-        return sum(self.probabilities(self(view)) for view in views) / len(views)
+        # sum() of a non-empty sequence of tensors is a tensor; its stub adds the int start value
+        return cast(
+            torch.Tensor, sum(self.probabilities(self(view)) for view in views) / len(views)
+        )
 
     def class_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C) class probabilities, column i = P(class_names[i]): the binary model's

@@ -127,7 +127,10 @@ class ImageBatches(Dataset):
     transforms a planned batch's uint8 pixels with the plan's seed."""
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, augment: BatchAugment | None = None
+        self,
+        images: np.ndarray | StackedRows,
+        labels: np.ndarray,
+        augment: BatchAugment | None = None,
     ) -> None:
         self.images = images
         self.labels = labels

@@ -40,9 +40,9 @@ def predicted_confidence(preds: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def misclassified_gallery(
     images: np.ndarray,
-    labels: Sequence[int],
-    preds: Sequence[int],
-    probs: Sequence[float] | Sequence[Sequence[float]],
+    labels: Sequence[int] | np.ndarray,
+    preds: Sequence[int] | np.ndarray,
+    probs: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
     classes: Sequence[str],
     out: Path,
     max_images: int = 32,

@@ -118,12 +118,13 @@ class ConvNet(nn.Module):
             conv_channels, depths, padding, batch_norm, norm_after_pool, pool_before_relu
         )
         side = feature_map_size(image_size, depths, padding)
-        pooled: list[nn.Module] = {
+        pools: dict[str | None, list[nn.Module]] = {
             None: [],
             "avg": [nn.AdaptiveAvgPool2d(1)],
             "max": [nn.AdaptiveMaxPool2d(1)],
             "avgmax": [AvgMaxPool()],
-        }[global_pool]
+        }
+        pooled = pools[global_pool]
         features = width * {None: side * side, "avgmax": 2}.get(global_pool, 1)
         dropped = [nn.Dropout(dropout)] if dropout else []
         outputs = 1 if num_classes == 2 else num_classes
@@ -138,7 +139,8 @@ class ConvNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         if channels_last:
-            self.features.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format at runtime; torch's overloads of `to` omit it
+            self.features.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @property
     def num_classes(self) -> int:

@@ -128,6 +128,7 @@ def fit(
     resume: continue from out_dir/last.ckpt when it exists (weights, optimizer, epoch, history,
     best score); False starts afresh and overwrites the checkpoints.
     """
+    assert callbacks.last.dirpath is not None  # fit_callbacks gives every checkpoint its folder
     out_dir = Path(callbacks.last.dirpath)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path = out_dir / f"{LAST_NAME}{ModelCheckpoint.FILE_EXTENSION}"
@@ -153,10 +154,15 @@ def fit(
                 raise KeyboardInterrupt from None
             raise
     best = callbacks.best
+    best_val_acc = None
+    if best is not None:
+        # set by the first validation; None only if the fit never validated, which has no best
+        assert best.best_model_score is not None, "the fit ran no validation"
+        best_val_acc = float(best.best_model_score)
     return FitResult(
         best_checkpoint=None if best is None else out_dir / f"{BEST_NAME}{best.FILE_EXTENSION}",
         last_checkpoint=last_path,
-        best_val_acc=None if best is None else float(best.best_model_score),
+        best_val_acc=best_val_acc,
         best_epoch=None if best is None else best.best_epoch,
         history=list(callbacks.history.rows),
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,6 +88,7 @@ def export_onnx(model: LeafClassifier, path: str | Path, min_side: int = DEFAULT
         external_data=False,
         verbose=False,
     )
+    assert program is not None  # None only without dynamo=True
     program.model.metadata_props.update(onnx_metadata(model, min_side))
     for node in program.model.graph.all_nodes():
         node.metadata_props.pop(STACK_TRACE_KEY, None)
@@ -159,7 +161,7 @@ def export_checkpoint(
     min_side: int = DEFAULT_MIN_SIDE,
     batch_size: int = 64,
     tolerance: float = PARITY_TOLERANCE,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Export `checkpoint` to `onnx_path` and `program_path` and prove both on `test_images`
     (uint8 RGB, N × S × S × 3, e.g. the cached test split).
 

@@ -34,7 +34,9 @@ def main() -> None:
 
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
-    leader = rank_zero_only.rank == 0
+    # `rank` is an attribute lightning_fabric sets on the function at import; its stub is the
+    # decorator's overloads
+    leader = rank_zero_only.rank == 0  # type: ignore[attr-defined]
     if leader:
         from dlrepro.tracking.store import ensure_reachable
 

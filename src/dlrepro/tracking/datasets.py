@@ -110,7 +110,7 @@ def log_cache_splits(splits: list[Path], contexts: Mapping[str, str] | None = No
     )
 
 
-def log_inputs_concurrently(datasets: list, contexts: list[str], tags_list: list) -> None:
+def log_inputs_concurrently(datasets: list, contexts: list[str | None], tags_list: list) -> None:
     """`mlflow.log_inputs`, safe when another run logs the same new datasets at the same moment.
 
     MLflow's SQL store looks each dataset up and inserts the missing ones in one transaction, so

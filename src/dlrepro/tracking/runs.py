@@ -87,6 +87,7 @@ def experiment_id(family: str) -> str:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         found = mlflow.get_experiment_by_name(name)
+        assert found is not None, f"experiment {name!r}: neither created nor found"
     if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
         mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
     return found.experiment_id

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from dlrepro.chapters._common.result import ChapterResult, Finding
 from dlrepro.chapters.activations import text_code as act
 from dlrepro.config import Config
 
-INPUTS = []
+INPUTS: list[Path] = []  # no data file: the chapter computes on its own inputs
 
 # Added to the plotting grid: both sides of exp's float64 overflow (709.78), large and tiny
 # magnitudes, and 0, where relu, leaky relu and elu have their kinks.
@@ -235,6 +236,7 @@ def _findings(functions: dict[str, Activation]) -> list[Finding]:
     log_max32 = float(np.log(np.finfo(np.float32).max))
     sigmoid_value, sigmoid_warnings = runtime_warnings(act.sigmoid_as_written, np.float64(-1000))
     elu = functions["elu"]
+    assert elu.as_written is not None  # the text's elu differs from the scratch one
     elu_value, elu_warnings = runtime_warnings(elu.as_written, np.float64(1000))
     torch_sigmoid = torch.sigmoid(torch.tensor(-1000.0, dtype=torch.float64)).item()
     torch_elu = elu.framework(torch.tensor(1000.0, dtype=torch.float64)).item()

@@ -273,7 +273,7 @@ def _loss_rows(fits: dict, mean_loss: dict) -> list[dict]:
     epochs = max(len(loss) for loss in mean_loss.values())
     rows = []
     for e in range(epochs):
-        row = {"epoch": e + 1}
+        row: dict[str, float] = {"epoch": e + 1}
         for name in RECIPES:
             if e < len(mean_loss[name]):
                 row[f"{name}_mean"] = float(mean_loss[name][e])

@@ -70,7 +70,9 @@ class KerasXorNet(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps)
+        return torch.optim.Adam(
+            self.parameters(), lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"]
+        )
 
 
 def log_history(logger, history: dict[str, list[float]]) -> None:

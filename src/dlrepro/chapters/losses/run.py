@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from dlrepro.chapters._common.result import ChapterResult, Finding
 from dlrepro.chapters.losses import text_code as sl
 from dlrepro.config import Config
 
-INPUTS = []
+INPUTS: list[Path] = []  # no data file: the chapter computes on its own inputs
 
 # scikit-learn's log_loss clips probabilities at the machine epsilon of their dtype.
 SKLEARN_EPS = float(np.finfo(np.float64).eps)

@@ -140,10 +140,19 @@ def loss_findings(text_losses, printed, scratch, twin, init: str, text_predictio
     return findings
 
 
+def _search(pattern: str | re.Pattern[str], line: str) -> re.Match[str]:
+    """The first match of `pattern` in a printed line; a line without one means the printed
+    format changed."""
+    match = re.search(pattern, line)
+    if match is None:
+        raise ValueError(f"no {pattern!r} in {line!r}")
+    return match
+
+
 def prediction_findings(text_lines, code_lines, twin_lines) -> list[Finding]:
     return [
         Finding(
-            what=f"prediction for {INPUT_PATTERN.search(text).group(0)}",
+            what=f"prediction for {_search(INPUT_PATTERN, text).group(0)}",
             text=text,
             code=code,
             framework=twin,
@@ -155,7 +164,7 @@ def prediction_findings(text_lines, code_lines, twin_lines) -> list[Finding]:
 
 def text_predictions_mse(text_lines, y) -> float:
     """The mean squared error that the text's printed predictions imply."""
-    values = [float(re.search(r"\[+([\d.]+)\]+", line).group(1)) for line in text_lines]
+    values = [float(_search(r"\[+([\d.]+)\]+", line).group(1)) for line in text_lines]
     return float(np.mean((np.array(values) - y.ravel()) ** 2))
 
 

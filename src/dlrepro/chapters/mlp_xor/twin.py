@@ -23,6 +23,12 @@ PARAMETERS = ("W1", "b1", "W2", "b2")
 class XorMLP(nn.Module):
     """a1 = σ(X·W1 + b1), a2 = σ(a1·W2 + b2), started from the given numpy arrays."""
 
+    # registered by name in __init__; declared here for the type checker only
+    W1: nn.Parameter
+    b1: nn.Parameter
+    W2: nn.Parameter
+    b2: nn.Parameter
+
     def __init__(self, W1, b1, W2, b2) -> None:
         super().__init__()
         for name, value in zip(PARAMETERS, (W1, b1, W2, b2), strict=True):
@@ -79,4 +85,8 @@ def gradients_along(X, y, trajectory: dict[str, np.ndarray]) -> dict[str, np.nda
     model = XorMLP(*(trajectory[name] for name in PARAMETERS))
     X, y = as_tensors(X, y)
     half_sse(model(X), y).backward()
-    return {name: parameter.grad.numpy() for name, parameter in model.named_parameters()}
+    gradients: dict[str, np.ndarray] = {}
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None  # backward() reached every parameter
+        gradients[name] = parameter.grad.numpy()
+    return gradients

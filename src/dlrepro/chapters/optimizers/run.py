@@ -97,7 +97,7 @@ def race_scratch(loss_and_grads, start, rates, hyper, steps):
 
 def text_loop() -> tuple[list[float], str]:
     """The text's loop as written, with its printed lines."""
-    lines = []
+    lines: list[str] = []
     xs = rules.minimise_square(TEXT_X0, TEXT_LR, TEXT_EPOCHS, log=lines.append)
     return xs, "\n".join(lines) + "\n"
 

@@ -104,6 +104,7 @@ class Adam:
         if self.m is None:
             self.m = [np.zeros_like(p) for p in params]
             self.v = [np.zeros_like(p) for p in params]
+        assert self.v is not None  # set together with self.m
         self.t += 1
         step_size = self.lr / (1 - self.beta1**self.t)
         root_correction = (1 - self.beta2**self.t) ** 0.5
@@ -139,6 +140,7 @@ class Nadam:
         if self.m is None:
             self.m = [np.zeros_like(p) for p in params]
             self.v = [np.zeros_like(p) for p in params]
+        assert self.v is not None  # set together with self.m
         self.t += 1
         mu, mu_next = self.mu(self.t), self.mu(self.t + 1)
         self.mu_product *= mu
@@ -169,6 +171,7 @@ class Adadelta:
         if self.mean_squares is None:
             self.mean_squares = [np.zeros_like(p) for p in params]
             self.mean_deltas = [np.zeros_like(p) for p in params]
+        assert self.mean_deltas is not None  # set together with self.mean_squares
         for p, g, s, u in zip(params, grads, self.mean_squares, self.mean_deltas, strict=True):
             s *= self.rho
             s += (1 - self.rho) * g * g

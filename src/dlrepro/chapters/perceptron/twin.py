@@ -21,8 +21,12 @@ class LightningPerceptron(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.lr = lr
-        self.weights = torch.nn.Parameter(torch.zeros(input_size, dtype=torch.float64), False)
-        self.bias = torch.nn.Parameter(torch.zeros((), dtype=torch.float64), False)
+        # Typed as Tensor: `+=` below updates them in place, and Tensor.__iadd__ is typed to
+        # return a Tensor (here the same Parameter, which setattr registers again).
+        self.weights: torch.Tensor = torch.nn.Parameter(
+            torch.zeros(input_size, dtype=torch.float64), False
+        )
+        self.bias: torch.Tensor = torch.nn.Parameter(torch.zeros((), dtype=torch.float64), False)
         self.history: list[tuple[float, ...]] = []
         self.epoch_errors = 0
 

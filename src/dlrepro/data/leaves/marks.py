@@ -96,7 +96,7 @@ def blight(
     """Blight or scorch: dead tissue eating in from parts of the margin, a yellow front ahead."""
     size = leaf.size
     inside = cv2.distanceTransform((mask > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
-    depth = leaf.length_px * (0.06 + 0.15 * severity) * rng.uniform(0.8, 1.2)
+    depth: float | np.ndarray = leaf.length_px * (0.06 + 0.15 * severity) * rng.uniform(0.8, 1.2)
     depth = depth * (1.0 + 0.45 * smooth_noise(rng, size, 6))
     # Only some stretches of the margin, more often near the tip.
     towards_tip = (leaf.u_map - leaf.u_base) / (leaf.u_tip - leaf.u_base)
@@ -170,7 +170,7 @@ def insect_holes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chewed holes and margin bites (the background shows through), with a thin brown rim."""
     size = mask.shape[0]
-    holes = np.zeros((size, size), np.uint8)
+    holes: np.ndarray = np.zeros((size, size), np.uint8)  # drawn as uint8, then scaled to 0..1
     for x, y in points_inside(rng, mask, int(rng.integers(1, 7))):
         radius = rng.uniform(0.008, 0.035) * size
         jitter = rng.uniform(0.6, 1.4, 9)

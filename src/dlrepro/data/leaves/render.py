@@ -74,7 +74,7 @@ def render_leaf(
 
     # The leaf's own shadow on the ground, then the petiole, then the blade over both.
     offset = rng.normal(0, 0.025 * size, 2)
-    shift = np.float32([[1, 0, offset[0]], [0, 1, offset[1]]])
+    shift = np.array([[1, 0, offset[0]], [0, 1, offset[1]]], dtype=np.float32)
     drop = cv2.warpAffine(mask, shift, (size, size))
     image = image * (1.0 - rng.uniform(0.2, 0.55) * blur(drop, rng.uniform(1.5, 4.0)))[..., None]
     stalk = leaf.midrib(leaf.u_base - rng.uniform(0.05, 0.25), leaf.u_base + 0.02, 8)
@@ -143,4 +143,6 @@ def _cast_shadow(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 def _jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok, "OpenCV failed to encode an in-memory JPEG"
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    assert decoded is not None, "OpenCV failed to decode its own JPEG"
+    return decoded
