@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -287,20 +288,29 @@ def pipeline(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    "block",
-    [b for b in BLOCKS if b.marker == "run" and b.where == "fresh"],
-    ids=lambda b: b.id,
-)
-def test_block_runs_in_a_fresh_copy(block, fresh, tmp_path):
-    run_block(block, _copy(fresh, tmp_path))
+def _params(where: str) -> list:
+    """The run blocks for one workspace; a block that runs DVC (stages) is marked slow."""
+    return [
+        pytest.param(b, id=b.id, marks=[pytest.mark.slow] if "dvc " in b.text else [])
+        for b in BLOCKS
+        if b.marker == "run" and b.where == where
+    ]
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Iterator[Path]:
+    """A folder for one block's copy of a workspace, removed afterwards (a copy of the
+    pipeline workspace holds a few hundred MB of data, models and caches)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("block", _params("fresh"))
+def test_block_runs_in_a_fresh_copy(block, fresh, scratch):
+    run_block(block, _copy(fresh, scratch))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "block",
-    [b for b in BLOCKS if b.marker == "run" and b.where == "pipeline"],
-    ids=lambda b: b.id,
-)
-def test_block_runs_after_the_pipeline(block, pipeline, tmp_path):
-    run_block(block, _copy(pipeline, tmp_path))
+@pytest.mark.parametrize("block", _params("pipeline"))
+def test_block_runs_after_the_pipeline(block, pipeline, scratch):
+    run_block(block, _copy(pipeline, scratch))
