@@ -8,6 +8,7 @@ README stays a short guide whose links resolve.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ REPO = next(p for p in Path(__file__).resolve().parents if (p / "mkdocs.yml").is
 DOCS = REPO / "docs"
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 README_MAX_LINES = 250
+HEADLINE_HEADER = ["model", "test accuracy (seed 0)", "seeds 0 / 1 / 2, mean ± sd", "parameters"]
 
 # --- the site loads nothing from another host -------------------------------------------------
 
@@ -238,8 +240,12 @@ def schema_rows(cls: type = schema.Config, prefix: str = "") -> dict[str, tuple[
     return rows
 
 
+ANY = "*"  # in a header given to table_rows: any cell
+
+
 def table_rows(markdown: str, header: list[str]) -> list[list[str]]:
-    """The body rows (cells as markdown source) of every table whose header is `header`."""
+    """The body rows (cells as markdown source) of every table whose header is `header` (a cell
+    ANY matches any header cell)."""
     tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
     rows: list[list[str]] = []
     table_header: list[str] = []
@@ -257,7 +263,9 @@ def table_rows(markdown: str, header: list[str]) -> list[list[str]]:
         elif token.type == "tr_close" and row is not None:
             if in_head:
                 table_header = row
-            elif table_header == header:
+            elif len(table_header) == len(header) and all(
+                want in (ANY, got) for want, got in zip(header, table_header, strict=True)
+            ):
                 rows.append(row)
             row = None
     return rows
@@ -313,6 +321,47 @@ def test_the_schema_walk_renders_types_and_ranges_as_the_page_writes_them():
     assert rows["recipes.<name>.augment"] == ("group or null", "any")
     assert rows["recipes.<name>.augment.crop_scale"] == ("list[float] or null", "each > 0, ≤ 1")
     assert "recipes.<name>.model" not in rows  # a group is walked into, not listed
+
+
+# --- the case study's figures and the committed metrics -----------------------------------------
+
+RESULTS_HEADER = ["recipe", "accuracy", "precision", "recall", "F1", "ROC AUC"]
+
+
+def evaluated() -> dict[str, dict]:
+    """metrics/evaluate/<recipe>.json: what `make repro` measured on the test split."""
+    found = {p.stem: json.loads(p.read_text()) for p in (REPO / "metrics/evaluate").glob("*.json")}
+    assert found, "no metrics/evaluate/*.json"
+    return found
+
+
+def test_the_case_study_states_the_committed_test_figures():
+    rows = {
+        row[0].strip("`"): row
+        for row in table_rows((DOCS / "case-study.md").read_text(), [*RESULTS_HEADER, ANY])
+    }
+    for recipe, found in evaluated().items():
+        confusion = ", ".join(" / ".join(str(n) for n in row) for row in found["confusion_matrix"])
+        expected = [
+            f"`{recipe}`",
+            *(f"{found[key]:.3f}" for key in ("accuracy", "precision", "recall", "f1", "roc_auc")),
+            confusion,
+        ]
+        assert rows.get(recipe) == expected, (
+            f"docs/case-study.md's results row for {recipe} should read: | {' | '.join(expected)} |"
+        )
+
+
+def test_the_readme_headline_states_the_committed_accuracies():
+    rows = {
+        row[0].split()[0].strip("`"): row[1].strip("*")
+        for row in table_rows((REPO / "README.md").read_text(), HEADLINE_HEADER)
+    }
+    for recipe, found in evaluated().items():
+        assert rows.get(recipe) == f"{found['accuracy']:.3f}", (
+            f"README.md's headline table: the {recipe} recipe's test accuracy (seed 0) is "
+            f"{found['accuracy']:.3f} in metrics/evaluate/{recipe}.json"
+        )
 
 
 # --- the README -------------------------------------------------------------------------------
