@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import shlex
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
+CONFIG_CHECK = "reports/config-check.json"  # check-config's record: the graph's first stage
 
 # Plumbing that cannot change what a stage writes: the only modules a stage may import without
 # listing them (and whose own imports are not followed). Anything that computes, fills a default
@@ -184,8 +186,50 @@ def test_a_chapter_depends_on_exactly_the_data_it_reads(name):
     stage = STAGES[name]
     _, argv = command(stage)
     runner = importlib.import_module(f"dlrepro.chapters.{argv[0]}.run")
-    data = sorted(d for d in stage.get("deps", []) if not d.startswith("src/"))
+    data = sorted(
+        d for d in stage.get("deps", []) if not d.startswith("src/") and d != CONFIG_CHECK
+    )
     assert data == sorted(p.as_posix() for p in runner.INPUTS), f"stage {name}: data deps"
+
+
+def test_check_config_runs_before_every_other_stage():
+    """Every stage reaches check-config's record through its deps, so DVC runs the check first
+    and a bad value stops the pipeline before any output is touched."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def resolved(path: str) -> str:  # ${data.path}, ${export.recipe}: as DVC fills them in
+        def value(match: re.Match) -> str:
+            node = params
+            for part in match.group(1).split("."):
+                node = node[part]
+            return str(node)
+
+        return re.sub(r"\$\{([^}]+)\}", value, path)
+
+    produced = {resolved(o): name for name, stage in STAGES.items() for o in outputs(stage)}
+    for name in STAGES:
+        if name == "check-config":
+            continue
+        seen, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            for dep in map(resolved, STAGES[current].get("deps", [])):
+                producer = next(
+                    (p for out, p in produced.items() if dep == out or dep.startswith(out + "/")),
+                    None,
+                )
+                if producer is not None and producer not in seen:
+                    seen.add(producer)
+                    todo.append(producer)
+        assert "check-config" in seen, f"stage {name} can run before check-config"
+
+
+def outputs(stage: dict) -> list[str]:
+    found = []
+    for kind in ("outs", "metrics", "plots"):
+        for item in stage.get(kind, []):
+            found.append(next(iter(item)) if isinstance(item, dict) else item)
+    return found
 
 
 def test_the_closure_sees_lazy_and_by_name_imports():

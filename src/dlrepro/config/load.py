@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from dlrepro.config.schema import (
     OPTIMIZERS,
@@ -18,6 +20,7 @@ from dlrepro.config.schema import (
     RecipeConfig,
 )
 from dlrepro.errors import ConfigError
+from dlrepro.plant.shapes import smallest_image_size
 
 # The problems of chapter 6 (curriculum.optimizers), each with a learning rate per rule.
 _PROBLEMS = ("quadratic", "rosenbrock", "xor_mlp")
@@ -93,6 +96,51 @@ def validate(node: Any, prefix: str = "") -> None:
         _cross_check(node)
 
 
+# Ranges of the optimizer and LR scheduler arguments a recipe may set (torch accepts some of
+# these out of range without a word: OneCycleLR takes a negative max_lr and trains into ruin).
+# name -> (lowest, lowest allowed?, highest, highest allowed?); None: unbounded.
+HYPER_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "lr": (0, False, None, False),
+    "max_lr": (0, False, None, False),
+    "eps": (0, False, None, False),
+    "weight_decay": (0, True, None, False),
+    "momentum": (0, True, 1, False),
+    "dampening": (0, True, 1, True),
+    "alpha": (0, True, 1, False),
+    "betas": (0, True, 1, False),
+    "pct_start": (0, False, 1, False),
+    "div_factor": (0, False, None, False),
+    "final_div_factor": (0, False, None, False),
+    "eta_min": (0, True, None, False),
+    "gamma": (0, False, None, False),
+    "base_momentum": (0, True, 1, False),
+    "max_momentum": (0, True, 1, False),
+}
+
+
+def _range_text(low: float | None, low_ok: bool, high: float | None, high_ok: bool) -> str:
+    lower = "" if low is None else f"{'>=' if low_ok else '>'} {low:g}"
+    upper = "" if high is None else f"{'<=' if high_ok else '<'} {high:g}"
+    return " and ".join(part for part in (lower, upper) if part)
+
+
+def _check_hyper(key: str, node: dict[str, Any]) -> None:
+    """Every number of an optimizer or scheduler node that has a known range lies in it."""
+    for name, value in node.items():
+        if name not in HYPER_RANGES:
+            continue
+        low, low_ok, high, high_ok = HYPER_RANGES[name]
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise ConfigError(f"{key}.{name}={value!r}: must be a number")
+            below = low is not None and (item < low if low_ok else item <= low)
+            above = high is not None and (item > high if high_ok else item >= high)
+            if below or above or item != item:  # item != item: NaN
+                rule = _range_text(low, low_ok, high, high_ok)
+                raise ConfigError(f"{key}.{name}={value!r}: must be {rule}")
+
+
 # Trainer arguments about a validation loop, which a fit on train+val does not have. Refused in
 # the recipe's own `trainer`; in the shared one they apply to the recipes that validate.
 VALIDATION_OPTIONS = (
@@ -149,6 +197,9 @@ def _cross_check(cfg: Config) -> None:
                 raise ConfigError(
                     f"{key}.callbacks.{callback}: needs a `_target_` (or null to turn it off)"
                 )
+        _check_hyper(f"{key}.optimizer", recipe.optimizer)
+        if recipe.scheduler is not None:
+            _check_hyper(f"{key}.scheduler", recipe.scheduler)
         scheduler = (recipe.scheduler or {}).get("_target_", "")
         if scheduler.endswith(".OneCycleLR") and "lr" in recipe.optimizer:
             raise ConfigError(
@@ -160,6 +211,13 @@ def _cross_check(cfg: Config) -> None:
             raise ConfigError(
                 f"{key}.model.convs_per_block={list(depths)!r}: needs one count per block of "
                 f"conv_channels ({len(widths)})"
+            )
+        blocks = list(depths or [1] * len(widths))
+        smallest = smallest_image_size(blocks, recipe.model.padding)
+        if cfg.data.image_size < smallest:
+            raise ConfigError(
+                f"data.image_size={cfg.data.image_size}: too small for {key}'s "
+                f"{len(blocks)} conv blocks ({recipe.model.padding} padding): at least {smallest}"
             )
         crop = recipe.augment.crop_scale if recipe.augment else None
         if crop is not None and not (len(crop) == 2 and crop[0] <= crop[1]):
@@ -205,7 +263,49 @@ def _check_optimizers(chapter: OptimizersConfig, key: str) -> None:
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
-    """OmegaConf's messages span several lines; keep the key, the value and the reason."""
+    """OmegaConf's messages span several lines; keep the key, the value and the reason, and for
+    an unknown key name the nearest known one."""
     reason = str(err).splitlines()[0].strip()
     key = getattr(err, "full_key", None)
+    if isinstance(err, ConfigKeyError) and key:
+        return f"{key}: unknown key{_nearest(key)}"
     return f"{key}: {reason}" if key else reason
+
+
+def _nearest(key: str) -> str:
+    """'; did you mean data.seed?' for data.sed: the closest field of the schema node that
+    `key` would belong to, or the node's fields when none is close."""
+    node: Any = Config
+    parts = key.split(".")
+    for index, part in enumerate(parts[:-1]):
+        fields = (
+            {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        )
+        if part not in fields:
+            if node is Config or index == 0:
+                return ""
+            continue  # a name under a dict of nodes (recipes.<name>)
+        node = _field_type(node, part)
+        if node is None:
+            return ""
+    if not dataclasses.is_dataclass(node):
+        return ""
+    names = [f.name for f in dataclasses.fields(node)]
+    close = difflib.get_close_matches(parts[-1], names, n=1)
+    prefix = ".".join(parts[:-1])
+    if close:
+        return f"; did you mean {'.'.join([*parts[:-1], close[0]])}?"
+    return f"; {prefix or 'params.yaml'} takes {', '.join(names)}"
+
+
+def _field_type(node: Any, name: str) -> Any:
+    """The dataclass a field of `node` holds (for dict[str, X] fields, X), or None."""
+    hints = typing.get_type_hints(node)
+    hint = hints.get(name)
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = typing.get_args(hint)
+    for arg in reversed(args):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None

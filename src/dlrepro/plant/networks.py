@@ -21,28 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlrepro.plant.shapes import feature_map_size, smallest_image_size
+
 PADDINGS = ("valid", "same")
 GLOBAL_POOLS = (None, "avg", "max", "avgmax")
-
-
-def feature_map_size(
-    image_size: int, convs_per_block: Sequence[int], padding: str = "valid"
-) -> int:
-    """Side of the last feature map: each block's 3×3 convs (valid: -2 apiece), then a floor
-    2×2 pool."""
-    size = image_size
-    for convs in convs_per_block:
-        size = (size - (2 * convs if padding == "valid" else 0)) // 2
-    return size
-
-
-def smallest_image_size(convs_per_block: Sequence[int], padding: str = "valid") -> int:
-    """The least image side leaving a 1×1 last map: the blocks undone from 1×1, last first (the
-    pool doubles the side, each "valid" convolution adds the 2 pixels it trims)."""
-    size = 1
-    for convs in reversed(convs_per_block):
-        size = 2 * size + (2 * convs if padding == "valid" else 0)
-    return size
 
 
 class AvgMaxPool(nn.Module):

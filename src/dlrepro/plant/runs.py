@@ -88,6 +88,20 @@ def recipe_keyed(err: ConfigError, recipe: str, own: dict[str, Any]) -> ConfigEr
     return err
 
 
+def check_recipes(cfg: Config, params: dict[str, Any], root: Path) -> None:
+    """What each `train@<recipe>` checks before it touches an output, for every recipe at once:
+    its Trainer arguments (known to Lightning, runnable on this machine) and that DVC hashes
+    every setting it reads. A ConfigError names the key."""
+    from dlrepro.plant.checks import check_trainer
+
+    for recipe, spec in cfg.recipes.items():
+        try:
+            check_trainer(trainer_options(cfg, recipe))
+        except ConfigError as err:
+            raise recipe_keyed(err, recipe, spec.trainer) from None
+        check_hashed(read_settings(params, recipe), root, recipe)
+
+
 def may_resume(out_dir: Path, stamp: str, wanted: bool, recipe: str) -> bool:
     """Whether the run in `out_dir` continues: wanted (`resume`), the same fingerprint, not
     finished, and a readable last.ckpt; says why when a record or checkpoint is unreadable."""
