@@ -13,7 +13,7 @@ from pathlib import Path
 from workspace import BIN, env
 
 KILL_TIMEOUT_S = 600
-TEMPORARY_MARKS = (".dlrepro-tmp-", ".staging-")  # ours now, and the old ingest's
+TEMPORARY_MARKS = (".dlrepro-tmp-", ".dlrepro-run-", ".staging-")  # with the old ingest's
 
 
 def jpegs(folder: Path) -> int:
@@ -36,7 +36,7 @@ KILL_POINTS: list[tuple[str, Callable[[Path], bool], str]] = [
     ),
     (
         "train@text",
-        lambda root: (root / "models" / "plant_cnn" / "text" / "last.ckpt").exists(),
+        lambda root: (root / "models" / "plant_cnn" / ".dlrepro-run-text" / "last.ckpt").exists(),
         "after the first epoch's checkpoint (the rerun resumes)",
     ),
     (

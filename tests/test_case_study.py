@@ -7,6 +7,7 @@ Both run the real stages (DVC, Lightning, MLflow) in a fresh copy of the reposit
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     run(workspace, sys.executable, "-m", "dlrepro.config.compose", "recipes.text.max_epochs=4")
     dvc(workspace, "repro", "prepare")
     model_dir = workspace / "models" / "plant_cnn" / "text"
-    last = model_dir / "last.ckpt"
+    run_dir = workspace / "models" / "plant_cnn" / ".dlrepro-run-text"  # where the fit writes
+    last = run_dir / "last.ckpt"
     last.unlink(missing_ok=True)
     train = subprocess.Popen(
         [sys.executable, "-m", "dlrepro.stages.train", "text"],
@@ -113,14 +115,16 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert errors == ["error: interrupted; outputs were left as they were"], output
     assert "Traceback" not in output
-    interrupted = json.loads((model_dir / "run.json").read_text())
+    interrupted = json.loads((run_dir / "run.json").read_text())
     assert interrupted["finished"] is False
+    assert not (model_dir / "last.ckpt").exists()  # nothing half-done replaced the outputs
 
     resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
     metrics = json.loads((workspace / "metrics" / "train" / "text.json").read_text())
     assert metrics["epochs"] == 4, resumed.stdout
     finished = json.loads((model_dir / "run.json").read_text())
     assert finished["finished"] is True
+    assert not run_dir.exists()  # the finished fit replaced the model folder whole
     # One MLflow run from start to end: the resumed fit continued the interrupted one.
     import mlflow
 
@@ -159,9 +163,12 @@ def test_torn_or_invalid_state_recovers_or_stops_in_one_line(workspace):
     assert record["finished"] is True
 
     # An interrupted run (same fingerprint, not finished) whose last.ckpt was torn mid-write.
-    (model_dir / "run.json").write_text(json.dumps({**record, "finished": False}))
+    run_dir = model_dir.parent / ".dlrepro-run-text"
+    shutil.copytree(model_dir, run_dir)
+    (run_dir / "run.json").write_text(json.dumps({**record, "finished": False}))
+    torn = run_dir / "last.ckpt"
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     last = model_dir / "last.ckpt"
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     done = run(workspace, *train)
     assert (
         "train@text: the interrupted run's last.ckpt is unreadable; starting afresh" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,11 @@ def run_stage(main: Callable[[], None]) -> None:
     except DlreproError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno is None or err.errno not in DISK_ERRORS:
+            raise
+        print(f"error: {disk_error(err)}", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:
         if not type(err).__module__.startswith("mlflow."):  # not imported here: it is slow
             raise
@@ -29,6 +35,25 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted; outputs were left as they were", file=sys.stderr)
         sys.exit(130)
+
+
+# Faults of the disk or the folders, not of dlrepro: each is one line naming the path.
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on device: free some (or move the workspace) and rerun",
+    errno.EDQUOT: "disk quota exceeded: free some and rerun",
+    errno.EROFS: "read-only file system: outputs must be writable",
+    errno.EACCES: "permission denied: outputs must be writable by this user",
+    errno.EPERM: "operation not permitted: outputs must be writable by this user",
+    errno.EBUSY: "busy (a mount point?): outputs must be plain folders",
+}
+
+
+def disk_error(err: OSError) -> str:
+    """One line for a disk or permission fault; previous outputs were left as they were."""
+    where = err.filename or "writing the outputs"
+    return (
+        f"{where}: {DISK_ERRORS.get(err.errno or 0, err.strerror)} (earlier outputs are unchanged)"
+    )
 
 
 def recipe_argument(recipes: list[str], argv: list[str] | None = None) -> str:

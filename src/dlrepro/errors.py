@@ -15,3 +15,7 @@ class TrackingError(DlreproError):
 
 class DataError(DlreproError):
     """An input dataset is missing or cannot be used."""
+
+
+class DivergedError(DlreproError):
+    """A fit's loss stopped being a finite number: its settings ruin it, so nothing is kept."""

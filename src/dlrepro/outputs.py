@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dlrepro.errors import DataError
+
 TEMP_PREFIX = ".dlrepro-tmp-"
 
 
@@ -60,6 +62,22 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def new_dir(target: Path) -> Iterator[Path]:
+    """An empty folder to write `target`'s new contents into; when the block ends without an
+    error it replaces `target` whole, otherwise `target` is left as it was."""
+    if target.is_symlink():
+        raise DataError(
+            f"{target}: a symbolic link where dlrepro writes an output folder; replace it with a "
+            "folder (DVC's cache links files, never this folder)"
+        )
+    with staging_dir(target) as work:
+        staged = work / target.name
+        staged.mkdir()
+        yield staged
+        replace_dir(staged, target)
+
+
 def _atomic_write(path: Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}-")
@@ -73,8 +91,16 @@ def _atomic_write(path: Path, write: Any) -> Path:
 
 
 def fresh_dir(path: Path) -> Path:
-    """Empty a stage-owned output folder (outputs are `persist: true`, so DVC leaves them)."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Empty a stage-owned output folder (outputs are `persist: true`, so DVC leaves them).
+    A symbolic link in its place is refused rather than followed or replaced; a folder that
+    cannot be emptied (read-only, not ours) raises its OSError, which the stage reports."""
+    if path.is_symlink():
+        raise DataError(
+            f"{path}: a symbolic link where dlrepro writes an output folder; replace it with a "
+            "folder (DVC's cache links files, never this folder)"
+        )
+    if path.exists():
+        shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
 

@@ -45,5 +45,11 @@ def recipe_model_dir(recipe: str) -> Path:
     return PLANT_MODEL_DIR / recipe
 
 
+def recipe_run_dir(recipe: str) -> Path:
+    """Where `train@<recipe>` fits: its checkpoints and run record until the fit has finished
+    and they replace `recipe_model_dir` whole; an interrupted run resumes from here."""
+    return PLANT_MODEL_DIR / f".dlrepro-run-{recipe}"
+
+
 def selected_checkpoint(recipe: str, selected_on: str) -> Path:
     return recipe_model_dir(recipe) / SELECTED_CHECKPOINT[selected_on]

@@ -5,6 +5,7 @@ resume from)."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,11 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from dlrepro.errors import DivergedError
+from dlrepro.outputs import TEMP_PREFIX
 
 MONITOR = "val/acc"
 TIE_BREAK = "val/loss"  # of epochs with the same best val/acc, best.ckpt holds the lowest loss
@@ -93,6 +98,36 @@ def _interned(value: Any) -> Any:
     if type(value) is tuple:
         return tuple(_interned(v) for v in value)
     return value
+
+
+class FiniteLoss(pl.Callback):
+    """Stops a fit whose training loss is no longer a finite number (a learning rate that ruins
+    it), at the end of the epoch where it happened, so such a model is never kept, evaluated or
+    registered."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise DivergedError(
+                f"train/loss is {float(loss)} after epoch {trainer.current_epoch + 1}: the fit "
+                "diverged; lower the learning rate (the recipe's optimizer.lr or scheduler.max_lr)"
+            )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written under a temporary name and renamed into place, so a full disk or a
+    kill mid-write leaves the previous file whole (Lightning writes in place)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        target = Path(path)
+        temporary = target.with_name(f"{TEMP_PREFIX}{target.name}")
+        try:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -102,15 +102,18 @@ def check_recipes(cfg: Config, params: dict[str, Any], root: Path) -> None:
         check_hashed(read_settings(params, recipe), root, recipe)
 
 
-def may_resume(out_dir: Path, stamp: str, wanted: bool, recipe: str) -> bool:
-    """Whether the run in `out_dir` continues: wanted (`resume`), the same fingerprint, not
-    finished, and a readable last.ckpt; says why when a record or checkpoint is unreadable."""
-    previous = read_run_file(out_dir / RUN_FILE)
+def may_resume(run_dir: Path, stamp: str, wanted: bool, recipe: str) -> bool:
+    """Whether the interrupted run in `run_dir` continues: wanted (`resume`), the same
+    fingerprint, not finished, and a readable last.ckpt; says why when a record or checkpoint is
+    unreadable."""
+    if not run_dir.is_dir():
+        return False
+    previous = read_run_file(run_dir / RUN_FILE)
     if previous is None:
         print(f"train@{recipe}: {RUN_FILE} is unreadable, so no run can continue; starting afresh")
         return False
     resume = wanted and previous.get("fingerprint") == stamp and not previous.get("finished")
-    last = out_dir / "last.ckpt"
+    last = run_dir / "last.ckpt"
     if resume and last.exists() and not checkpoint_readable(last):
         print(f"train@{recipe}: the interrupted run's last.ckpt is unreadable; starting afresh")
         return False

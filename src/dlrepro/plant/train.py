@@ -32,8 +32,10 @@ from dlrepro.plant.callbacks import (
     BEST_NAME,
     LAST_NAME,
     MONITOR,
+    AtomicCheckpointIO,
     BatchSeed,
     CanonicalCheckpoint,
+    FiniteLoss,
     FitCallbacks,
     fit_callbacks,
 )
@@ -107,8 +109,10 @@ def build_trainer(
                 *([fit.best] if fit.best is not None else []),
                 fit.last,
                 CanonicalCheckpoint(),
+                FiniteLoss(),
                 *extra,
             ],
+            plugins=[AtomicCheckpointIO()],
             logger=logger,
             default_root_dir=out_dir,
             log_every_n_steps=1,  # only epoch aggregates are logged; this silences a length warning

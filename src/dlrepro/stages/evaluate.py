@@ -28,7 +28,7 @@ def main() -> None:
     ensure_reachable()
 
     from dlrepro.data.cache import load_split
-    from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
+    from dlrepro.outputs import new_dir, save_figure, write_csv, write_json
     from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
     from dlrepro.plant.figures import confusion_figure, misclassified_gallery, roc_figure
@@ -46,30 +46,31 @@ def main() -> None:
     splits = [cache / "test"]
     with stage_run("evaluate", "plant", params, inputs, recipe=recipe, splits=splits) as run:
         result = evaluate(model, images, labels, classes, batch_size=cfg.data.batch_size)
-        plots = fresh_dir(root / paths.PLOTS / "evaluate" / recipe)
-        save_figure(confusion_figure(result), plots / "confusion.png")
-        if result["average"] == "binary":
-            save_figure(roc_figure(result), plots / "roc.png")
-            roc = result["roc"]
+        plots = root / paths.PLOTS / "evaluate" / recipe
+        with new_dir(plots) as staged:
+            save_figure(confusion_figure(result), staged / "confusion.png")
+            if result["average"] == "binary":
+                save_figure(roc_figure(result), staged / "roc.png")
+                roc = result["roc"]
+                write_csv(
+                    staged / "roc.csv",
+                    [{"fpr": f, "tpr": t} for f, t in zip(roc["fpr"], roc["tpr"], strict=True)],
+                )
             write_csv(
-                plots / "roc.csv",
-                [{"fpr": f, "tpr": t} for f, t in zip(roc["fpr"], roc["tpr"], strict=True)],
+                staged / "predictions.csv",
+                [
+                    {"actual": classes[a], "predicted": classes[p]}
+                    for a, p in zip(result["labels"], result["predictions"], strict=True)
+                ],
             )
-        write_csv(
-            plots / "predictions.csv",
-            [
-                {"actual": classes[a], "predicted": classes[p]}
-                for a, p in zip(result["labels"], result["predictions"], strict=True)
-            ],
-        )
-        misclassified_gallery(
-            images,
-            result["labels"],
-            result["predictions"],
-            result["probabilities"],
-            classes,
-            plots / "misclassified.png",
-        )
+            misclassified_gallery(
+                images,
+                result["labels"],
+                result["predictions"],
+                result["probabilities"],
+                classes,
+                staged / "misclassified.png",
+            )
         summary = {
             "recipe": recipe,
             "selected_on": selected_on,

@@ -12,7 +12,7 @@ from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
 from dlrepro.data.gates import write_gates
-from dlrepro.outputs import fresh_dir
+from dlrepro.outputs import new_dir
 from dlrepro.tracking.runs import log_outcome, stage_run
 from dlrepro.tracking.store import ensure_reachable
 
@@ -22,7 +22,8 @@ def main() -> None:
     data = load_config(root / "params.yaml").data
     ensure_reachable()
     with stage_run("gates", "data", {"gates": data.gates}, inputs=[]) as run:
-        written = write_gates(fresh_dir(root / paths.GATES), data.gates)
+        with new_dir(root / paths.GATES) as staged:
+            written = write_gates(staged, data.gates)
         log_outcome(run.info.run_id, {"gates": len(written)}, {}, [root / paths.GATES])
     print(f"gates: {', '.join(data.gates)} in {paths.GATES}")
 

@@ -3,7 +3,10 @@ val (or fitted on both, `fit_on: train+val`), with Lightning and MLflow.
 
     python -m dlrepro.stages.train text        # or tuned: the recipes of conf/recipe/
 
-An interrupted run with the same settings continues from last.ckpt (`dlrepro.plant.runs`).
+The fit writes into a run folder beside the outputs (`paths.recipe_run_dir`), which replaces
+the recipe's model folder whole once everything succeeded: a crash, a full disk or a dead server
+leaves the previous model complete. An interrupted run with the same settings continues from
+the run folder's last.ckpt (`dlrepro.plant.runs`).
 Under DDP, Lightning re-executes this script once per extra process: only rank 0 tracks and
 writes outputs; the other ranks just train.
 """
@@ -20,7 +23,14 @@ from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
 from dlrepro.errors import ConfigError
 from dlrepro.hashing import dvc_md5
-from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
+from dlrepro.outputs import (
+    fresh_dir,
+    new_dir,
+    replace_dir,
+    save_figure,
+    write_csv,
+    write_json,
+)
 from dlrepro.plant import runs
 
 
@@ -60,13 +70,14 @@ def main() -> None:
 
     # Everything that can fail on config is built before any output is touched.
     out_dir = root / paths.recipe_model_dir(recipe)
+    run_dir = root / paths.recipe_run_dir(recipe)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg, recipe, classes, train[:2], val[:2])
     model = build_classifier(cfg, recipe, classes)
     try:
         trainer, callbacks = build_trainer(
             runs.trainer_options(cfg, recipe),
-            out_dir,
+            run_dir,
             spec.callbacks,
             callbacks_key=f"recipes.{recipe}.callbacks",
             seed=cfg.seed,
@@ -77,13 +88,13 @@ def main() -> None:
     runs.check_hashed(settings, root, recipe)
 
     stamp = runs.fingerprint(settings, dvc_md5(cache))
-    resume = runs.may_resume(out_dir, stamp, cfg.resume, recipe)
+    resume = runs.may_resume(run_dir, stamp, cfg.resume, recipe)
     if not leader:
         fit(trainer, callbacks, model, datamodule, resume)
         return
     if not resume:
-        fresh_dir(out_dir)
-    write_json(out_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": False})
+        fresh_dir(run_dir)
+    write_json(run_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": False})
 
     from dlrepro.tracking.logger import mlflow_logger
     from dlrepro.tracking.runs import FINGERPRINT_TAG, interrupted_run, log_outcome, stage_run
@@ -108,9 +119,10 @@ def main() -> None:
         started = time.perf_counter()
         result = fit(trainer, callbacks, model, datamodule, resume)
         fit_seconds = time.perf_counter() - started
-        plots = fresh_dir(root / paths.PLOTS / "train" / recipe)
-        write_csv(plots / "history.csv", result.history)
-        save_figure(history_figure(result.history), plots / "history.png")
+        plots = root / paths.PLOTS / "train" / recipe
+        with new_dir(plots) as staged:
+            write_csv(staged / "history.csv", result.history)
+            save_figure(history_figure(result.history), staged / "history.png")
         summary = {
             "recipe": recipe,
             "fit_on": spec.fit_on,
@@ -126,7 +138,8 @@ def main() -> None:
             "precision": trainer.precision,  # the shared trainer's or the recipe's own
         }
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
-        write_json(out_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": True})
+        write_json(run_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": True})
+        replace_dir(run_dir, out_dir)  # the finished fit replaces the previous model whole
         # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)

@@ -1,15 +1,16 @@
-"""Lightning's MLflow logger for the stages: writes a Ctrl-C cannot cut in half, and child runs
-nested under the stage's run."""
+"""Lightning's MLflow logger for the stages: writes a Ctrl-C cannot cut in half, that stop waiting
+once the server is found gone or stalled, and child runs nested under the stage's run."""
 
 from __future__ import annotations
 
 import signal
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
+from dlrepro.tracking.faults import watched
 from dlrepro.tracking.store import EXPERIMENT_PREFIX, tracking_uri
 
 
@@ -41,19 +42,26 @@ def _interrupt_safe_logger() -> type:
     from pytorch_lightning.loggers import MLFlowLogger
 
     class InterruptSafeMLFlowLogger(MLFlowLogger):
-        """Lightning's MLFlowLogger whose writes finish before a Ctrl-C takes effect."""
+        """Lightning's MLFlowLogger whose writes finish before a Ctrl-C takes effect; a write
+        that finds the server gone or stalled makes the rest give up quickly (`watched`)."""
 
         def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-            with interrupts_deferred():
+            with interrupts_deferred(), watched():
                 super().log_metrics(metrics, step)
 
         def log_hyperparams(self, params: Any) -> None:
-            with interrupts_deferred():
+            with interrupts_deferred(), watched():
                 super().log_hyperparams(params)
 
         def finalize(self, status: str = "success") -> None:
             with interrupts_deferred():
-                super().finalize(status)
+                if status != "failed":
+                    with watched():
+                        super().finalize(status)
+                    return
+                # Lightning is handling the fit's error: that one is what the stage reports.
+                with suppress(Exception):
+                    super().finalize(status)
 
     return InterruptSafeMLFlowLogger
 

@@ -4,7 +4,8 @@ its outcome (metrics, series and output files).
 One MLflow experiment per stage family (`dlrepro-data`, `dlrepro-curriculum`, ...); runs from the
 same code and params share the tag `dlrepro.pipeline_id`, and `dvc exp run` adds `dvc.exp_name`,
 so one `dvc repro` can be filtered in the UI with `tags.dlrepro.pipeline_id = '...'`. An
-interrupted train run is found again by its fingerprint and continued, not duplicated.
+interrupted train run is found again by its fingerprint and continued, not duplicated; a run
+whose process was killed is marked FAILED when its stage next starts (`end_abandoned`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from dlrepro.config.load import flatten
 from dlrepro.hashing import dvc_md5
 from dlrepro.paths import repo_root
 from dlrepro.tracking.datasets import log_cache_splits
+from dlrepro.tracking.faults import give_up, lost
 from dlrepro.tracking.store import EXPERIMENT_PREFIX, store_root, tracking_uri
 
 # MLflow 3's experiment kind for classic training (its UI otherwise treats experiments as GenAI).
@@ -30,6 +33,11 @@ SYSTEM_METRICS_INTERVAL_S = 1.0  # a 90-second fit gives a curve of 90 points
 # Tag of a train run: what it computes (dlrepro.stages.train.fingerprint), to find an
 # interrupted run again and continue it rather than start a second one.
 FINGERPRINT_TAG = "dlrepro.fingerprint"
+# Tags of every stage run (and its child runs): its recipe, and the process that runs it,
+# `host:pid:start time`, which tells a run left RUNNING by a killed process from a live one.
+RECIPE_TAG = "dlrepro.recipe"
+PROCESS_TAG = "dlrepro.process"
+ENDED_TAG = "dlrepro.ended_by"  # why a later start ended the run
 
 
 def git_commit() -> str:
@@ -119,7 +127,12 @@ def stage_run(
     there is one) sampled by MLflow's own monitor while the run lasts. `continue_run`: the id of
     an interrupted run to carry on (a resumed fit stays one run), when the store still has it.
     `tags`: added to the usual ones (`run_tags`). `contexts`: a split's role in this run where it
-    is not its usual one (CONTEXTS), e.g. {"val": "training"} for a fit that learns from val."""
+    is not its usual one (CONTEXTS), e.g. {"val": "training"} for a fit that learns from val.
+
+    Earlier runs of the stage left RUNNING by a killed process are ended first (`end_abandoned`;
+    never the one continued). A run whose block raises ends FAILED; when the error shows the
+    server gone or stalled, ending it tries once, briefly (`faults.give_up`), and a run that
+    cannot be ended is left to the next start."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -127,16 +140,85 @@ def stage_run(
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     family_id = experiment_id(family)
     continued = continue_run if continue_run and _run_in(family_id, continue_run) else None
-    with mlflow.start_run(
+    end_abandoned(family_id, stage, recipe, keep=continued)
+    own = {PROCESS_TAG: this_process(), **({RECIPE_TAG: recipe} if recipe else {})}
+    run = mlflow.start_run(
         run_id=continued,
         experiment_id=None if continued else family_id,
         run_name=run_name(stage, recipe),
-        tags={**run_tags(stage, inputs), **(tags or {})},
+        tags={**run_tags(stage, inputs), **own, **(tags or {})},
         log_system_metrics=system_metrics,
-    ) as run:
+    )
+    try:
         mlflow.log_params({k: _param(v) for k, v in flatten(params).items()})
         log_cache_splits(splits or [], contexts)
         yield run
+    except BaseException as err:
+        if isinstance(err, Exception) and lost(err):
+            give_up()
+        with suppress(Exception):  # the stage's own error is the one to report
+            _end(run.info.run_id, "FAILED")
+        raise
+    _end(run.info.run_id, "FINISHED")
+
+
+def _end(run_id: str, status: str) -> None:
+    """End the run if it is still the active one (as mlflow's own `with start_run()` does)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+
+
+def this_process() -> str:
+    """PROCESS_TAG's value for this process: `host:pid:start time` (seconds since the epoch)."""
+    import psutil
+
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
+
+
+def end_abandoned(experiment: str, stage: str, recipe: str | None, keep: str | None) -> list[str]:
+    """End as FAILED, with ENDED_TAG saying why, the runs of `stage` (and `recipe`) that are
+    still RUNNING though the process that ran them is gone (killed, or lost with its machine),
+    except `keep` (a run being resumed); returns their ids. One search per stage start. A run of
+    another host, or without PROCESS_TAG, is left as it is: whether it still runs cannot be
+    told from here."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    query = f"attributes.status = 'RUNNING' and tags.`dlrepro.stage` = '{stage}'"
+    if recipe:
+        query += f" and tags.`{RECIPE_TAG}` = '{recipe}'"
+    ended = []
+    for run in client.search_runs([experiment], query, max_results=1000):
+        process = run.data.tags.get(PROCESS_TAG)
+        if run.info.run_id == keep or process is None or _process_lives(process):
+            continue
+        why = f"process {process} ended without ending the run; a later start of the stage did"
+        client.set_tag(run.info.run_id, ENDED_TAG, why)
+        client.set_terminated(run.info.run_id, "FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _process_lives(tag: str) -> bool:
+    """Whether the process of a PROCESS_TAG still runs: same host, and the pid's process started
+    when the tagged one did (within a second: a reused pid belongs to a later process)."""
+    import psutil
+
+    try:
+        host, pid, started = tag.rsplit(":", 2)
+        if host != socket.gethostname():
+            return True  # cannot be told from here
+        process = psutil.Process(int(pid))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return abs(process.create_time() - float(started)) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (ValueError, psutil.Error):
+        return True
 
 
 def interrupted_run(family: str, fingerprint: str) -> str | None:
@@ -164,7 +246,9 @@ def _run_in(experiment: str, run_id: str) -> bool:
 
     try:
         return mlflow.MlflowClient().get_run(run_id).info.experiment_id == experiment
-    except MlflowException:  # not in this store (another server, a deleted run)
+    except MlflowException as err:  # not in this store (another server, a deleted run)
+        if lost(err):
+            raise
         return False
 
 

@@ -2,21 +2,28 @@
 
 Embedded default: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlruns`, both ignored by
 git, in the main repository even for a queued experiment (see `store_root`). Set
-MLFLOW_TRACKING_URI to use a team server instead. A server that is down or refuses is reported in
-one line before any work (`ensure_reachable`, `refusal`); `ui_links` opens each experiment in the
-UI's model-training view.
+MLFLOW_TRACKING_URI to use a team server instead. A server that is down, stalls or refuses is
+reported in one line before any work (`ensure_reachable`), and so is one that fails a later call
+(`refusal`, see `dlrepro.tracking.faults`); every call's wait is bounded (`tracking_uri` sets the
+HTTP defaults). `ui_links` opens each experiment in the UI's model-training view.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from dlrepro.errors import TrackingError
 from dlrepro.paths import repo_root
+from dlrepro.tracking.faults import (
+    EMBEDDED,
+    apply_http_defaults,
+    describe,
+    no_answer,
+    not_reachable,
+)
 
 EXPERIMENT_PREFIX = "dlrepro-"
 HEALTH_TIMEOUT_S = 5.0
@@ -36,27 +43,38 @@ def store_root() -> Path:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store (see `store_root`)."""
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store (see `store_root`).
+
+    Every tracking call asks for this first, so it also sets the HTTP defaults that bound a call
+    to a server that stops answering (`faults.HTTP_DEFAULTS`, unless the user set them)."""
+    apply_http_defaults()
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
 
 
 def ensure_reachable(uri: str | None = None) -> str:
     """Fail in one line, before any work, when a tracking server does not answer, or answers
     but refuses: besides `/health` (which MLflow answers even to a host it then refuses), one
-    real API call, made as the stage's own calls will be (credentials from the environment)."""
+    real API call, made as the stage's own calls will be (credentials from the environment).
+    A server that stalls ends it within HEALTH_TIMEOUT_S (`/health`) or one call's bound
+    (`faults.call_bound_s`)."""
     uri = uri or tracking_uri()
+    apply_http_defaults()
     if uri.startswith(("http://", "https://")):
         health = uri.rstrip("/") + "/health"
         try:
             with urllib.request.urlopen(health, timeout=HEALTH_TIMEOUT_S) as response:
                 if response.status != 200:
                     raise TrackingError(f"MLflow server {uri} answered HTTP {response.status}")
+        except urllib.error.HTTPError as err:
+            raise TrackingError(
+                f"MLflow tracking server {uri} answered /health with HTTP {err.code}; see the "
+                f"server's log, or {EMBEDDED}"
+            ) from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise TrackingError(
-                f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
-                "MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
-            ) from None
+            if isinstance(reason, TimeoutError):
+                raise TrackingError(no_answer(uri, f"{HEALTH_TIMEOUT_S:g}", " /health")) from None
+            raise TrackingError(not_reachable(uri, str(reason))) from None
         import mlflow
         from mlflow.exceptions import MlflowException
 
@@ -72,19 +90,9 @@ def ensure_reachable(uri: str | None = None) -> str:
 
 
 def refusal(uri: str, err: BaseException) -> str:
-    """One line for a tracking call the server refused (an MlflowException): the server, the
-    status, and what to check."""
-    message = " ".join(str(err).split())
-    if not uri.startswith(("http://", "https://")):
-        return f"MLflow store {uri}: {message[:200]}"
-    code = re.search(r"error code (\d{3})", message)
-    status = f"HTTP {code.group(1)}" if code else type(err).__name__
-    body = message.split("Response body:", 1)[-1].strip(" '\"") if code else message
-    return (
-        f"MLflow tracking server {uri} refused the request ({status}: {body[:160]}); check its "
-        "--allowed-hosts and your credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD or "
-        "MLFLOW_TRACKING_TOKEN), or unset MLFLOW_TRACKING_URI to track into the embedded mlflow.db"
-    )
+    """One line for a failed tracking call (an MlflowException): the server gone, stalling,
+    refusing (HTTP 401/403) or failing otherwise, each with what to do (`faults.describe`)."""
+    return describe(uri, err)
 
 
 def ui_links(base_url: str, uri: str | None = None) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrepro import paths
-from dlrepro.outputs import fresh_dir, save_figure, write_csv, write_json
+from dlrepro.outputs import new_dir, save_figure, write_csv, write_json
 
 
 @dataclass
@@ -54,14 +54,16 @@ class ChapterResult:
     def write(self, chapter: str, root: Path) -> list[Path]:
         """Write every output of `curriculum-<chapter>` (the paths dvc.yaml declares)."""
         metrics = write_json(root / paths.METRICS / "curriculum" / f"{chapter}.json", self.metrics)
-        plots = fresh_dir(root / paths.PLOTS / "curriculum" / chapter)
-        for name, fig in self.figures.items():
-            save_figure(fig, plots / f"{name}.png")
-        for name, rows in self.curves.items():
-            write_csv(plots / f"{name}.csv", rows)
-        report = fresh_dir(root / paths.REPORTS / "curriculum" / chapter)
-        (report / "trace.txt").write_text(self.trace)
-        (report / "framework.txt").write_text(self.framework_trace)
-        findings = [{**asdict(f), "matches": f.matches} for f in self.findings]
-        write_json(report / "findings.json", findings)
+        plots = root / paths.PLOTS / "curriculum" / chapter
+        with new_dir(plots) as staged:
+            for name, fig in self.figures.items():
+                save_figure(fig, staged / f"{name}.png")
+            for name, rows in self.curves.items():
+                write_csv(staged / f"{name}.csv", rows)
+        report = root / paths.REPORTS / "curriculum" / chapter
+        with new_dir(report) as staged:
+            (staged / "trace.txt").write_text(self.trace)
+            (staged / "framework.txt").write_text(self.framework_trace)
+            findings = [{**asdict(f), "matches": f.matches} for f in self.findings]
+            write_json(staged / "findings.json", findings)
         return [metrics, plots, report]
