@@ -26,8 +26,8 @@ def run_stage(main: Callable[[], None]) -> None:
     except Exception as err:
         if not type(err).__module__.startswith("mlflow."):  # not imported here: it is slow
             raise
-        # A tracking call refused after the start-up check (a lost login, a locked store):
-        # one line, as for every other error a user can act on.
+        # A tracking call that failed after the start-up check (the server gone or stalling, a
+        # lost login, a locked store): one line, as for every other error a user can act on.
         from dlrepro.tracking.store import refusal, tracking_uri
 
         print(f"error: {refusal(tracking_uri(), err)}", file=sys.stderr)

@@ -11,12 +11,13 @@ whose process was killed is marked FAILED when its stage next starts (`end_aband
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stdout, suppress
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,8 @@ def end_abandoned(experiment: str, stage: str, recipe: str | None, keep: str | N
             continue
         why = f"process {process} ended without ending the run; a later start of the stage did"
         client.set_tag(run.info.run_id, ENDED_TAG, why)
-        client.set_terminated(run.info.run_id, "FAILED")
+        with redirect_stdout(io.StringIO()):  # its "View run" link would read as this stage's
+            client.set_terminated(run.info.run_id, "FAILED")
         ended.append(run.info.run_id)
     return ended
 
