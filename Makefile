@@ -34,8 +34,8 @@ test: $(STAMP)    ## unit + end-to-end tests, then `make lint` (ruff check, ruff
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lint
 
-test-fast: $(STAMP)  ## unit tests only
-	$(PY) -m pytest -m "not slow"
+test-fast: $(STAMP)  ## the unit tests (tests/unit, not slow): a few minutes
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit -m "not slow"
 
 lint: $(STAMP)    ## ruff check and ruff format --check on src, tests and benchmarks, then typecheck
 	$(BIN)/ruff check src tests benchmarks

@@ -18,7 +18,7 @@ from dlrepro.tracking.runs import log_outcome, stage_run
 from dlrepro.tracking.store import ensure_reachable
 
 # The chapters are the packages with a runner; listed from the folder rather than imported, so a
-# chapter's stage depends on its own package only (see tests/test_stage_deps.py).
+# chapter's stage depends on its own package only (see tests/unit/test_stage_deps.py).
 CHAPTERS_DIR = Path(__file__).resolve().parents[1] / "chapters"
 
 

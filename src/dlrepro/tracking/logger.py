@@ -21,7 +21,7 @@ def interrupts_deferred() -> Iterator[None]:
     Cut inside a SQLite write, MLflow's connection is left mid-transaction: its commit then fails
     with "database is locked" and the interrupt comes out as a tracking error with MLflow's
     logged traceback, not as the stage's one-line "interrupted". The Trainer writes an epoch's
-    metrics right after saving its checkpoints, the moment a user (or tests/test_case_study.py)
+    metrics right after saving its checkpoints, the moment a user (or tests/e2e/test_case_study.py)
     is likely to press Ctrl-C. Off the main thread, where no signal arrives, it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():

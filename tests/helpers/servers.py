@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from workspace import BIN
+from helpers.workspace import BIN
 
 STARTUP_TIMEOUT_S = 180  # an mlflow server's first start runs the schema migrations (~15 s idle)
 POSTGRES_USER = "postgres"  # Debian's package account: initdb and the server refuse root

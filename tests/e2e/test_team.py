@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import free_port, mlflow_server
-from workspace import BIN, clone_copy, dvc, ran_stages, run
+from helpers.servers import free_port, mlflow_server
+from helpers.workspace import BIN, clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
 

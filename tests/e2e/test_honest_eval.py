@@ -26,7 +26,7 @@ from dlrepro.data.ingest import ingest
 from dlrepro.plant.classifier import load_checkpoint
 from dlrepro.plant.evaluate import evaluate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 32  # the tuned network's five blocks halve it five times, to 1
 pytestmark = pytest.mark.slow
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port
-from workspace import BIN, clone_copy, dvc, env, run
+from helpers.servers import free_port
+from helpers.workspace import BIN, clone_copy, dvc, env, run
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from sklearn.metrics import log_loss, mean_absolute_error, mean_squared_error
 from dlrepro.chapters.losses import run as chapter
 from dlrepro.chapters.losses import text_code as sl
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "dlrepro"
+SRC = Path(__file__).resolve().parents[2] / "src" / "dlrepro"
 KERAS = SimpleNamespace(huber_delta=1.0, clip_eps=1e-7)
 EX, EXTREME = chapter.EXAMPLES, chapter.EXTREMES
 CLASSES = [0, 1, 2]

@@ -23,7 +23,7 @@ from dlrepro.serving.export import export_onnx
 from dlrepro.serving.registry import MODEL_NAME, load_version, register_onnx
 from dlrepro.serving.runtime import OnnxModel
 from helpers.models import plant_cnn
-from servers import free_port, stop, wait_until_up
+from helpers.servers import free_port, stop, wait_until_up
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workspace import clone_copy, dvc, run
+from helpers.workspace import clone_copy, dvc, run
 
 pytestmark = pytest.mark.slow
 DATASET = "data/plant_disease_dataset"

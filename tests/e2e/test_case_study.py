@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workspace import BIN, clone_copy, dvc, env, ran_stages, run
+from helpers.workspace import BIN, clone_copy, dvc, env, ran_stages, run
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 One module-scoped copy runs the pipeline once; the tests then read what it left behind
 (outputs, dvc.lock, MLflow records), re-run it and try experiments on it. A second fresh copy,
 at a longer, different path, has its `dvc repro` SIGKILLed (DVC and the stage's process group
-alike) in the middle of each stage in turn (tests/killing.py), each next `dvc repro` carrying
+alike) in the middle of each stage in turn (helpers/killing.py), each next `dvc repro` carrying
 on from there: it must end byte for byte where the first copy's straight run did.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from killing import KILL_POINTS, repro_killed_at, temporaries
-from workspace import clone_copy, dvc, ran_stages, run
+from helpers.killing import KILL_POINTS, repro_killed_at, temporaries
+from helpers.workspace import clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import mlflow_server, postgres, postgres_bin
-from workspace import clone_copy, dvc, ran_stages, run
+from helpers.servers import mlflow_server, postgres, postgres_bin
+from helpers.workspace import clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
 

@@ -208,7 +208,7 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
 
     from dlrepro.data.ingest import ingest
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for name in ("params.yaml", "dvc.yaml"):
         (tmp_path / name).write_bytes((repo / name).read_bytes())
     for seed, (split, name) in enumerate([(s, c) for s in ("train", "test") for c in CLASSES]):

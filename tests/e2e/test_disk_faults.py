@@ -29,7 +29,7 @@ from dlrepro.plant.callbacks import AtomicCheckpointIO
 from dlrepro.plant.datamodule import PlantDataModule
 from dlrepro.plant.train import fit_plant_cnn
 from helpers.models import plant_cnn
-from workspace import clone_copy, dvc, run
+from helpers.workspace import clone_copy, dvc, run
 
 
 def one_error_line(capsys, main) -> str:

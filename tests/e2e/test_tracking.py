@@ -13,7 +13,7 @@ from dlrepro.hashing import dvc_md5, file_md5
 from dlrepro.tracking.logger import interrupts_deferred, mlflow_logger
 from dlrepro.tracking.runs import experiment_id
 from dlrepro.tracking.store import ensure_reachable, tracking_uri, ui_links
-from servers import free_port, mlflow_server
+from helpers.servers import free_port, mlflow_server
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -134,7 +134,7 @@ def test_a_stage_meeting_a_refusing_server_touches_no_output(refusing_server, tm
     import os
     import shutil
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(repo / name, tmp_path / name)
     model_dir = tmp_path / "models" / "plant_cnn" / "text"

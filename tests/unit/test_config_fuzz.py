@@ -23,7 +23,7 @@ from dlrepro.cli import main
 from dlrepro.config.load import HYPER_RANGES, flatten
 from dlrepro.config.schema import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 # Trainer arguments the checks know the choices or ranges of.
 TRAINER_KEYS = ("accelerator", "strategy", "precision", "devices", "num_nodes")

@@ -9,7 +9,7 @@ from dlrepro.config import load_config
 from dlrepro.config.compose import compose
 from dlrepro.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_params_yaml_is_a_fresh_composition_of_conf(tmp_path):
@@ -40,7 +40,10 @@ def test_composed_params_validate(cfg):
             "recipes.tuned.model.convs_per_block=[2,2]",
             "recipes.tuned.model.convs_per_block=[2, 2]: needs one count per block",
         ),
-        ("curriculum.perceptron.learning_rate=1", "Key 'learning_rate' not in 'PerceptronConfig'"),
+        (  # an unknown key lists the keys the section takes
+            "curriculum.perceptron.learning_rate=1",
+            "curriculum.perceptron.learning_rate: unknown key; curriculum.perceptron takes gates",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override, expected):

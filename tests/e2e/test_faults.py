@@ -4,7 +4,7 @@ run, and no temporary is left behind.
 The ingest alone, in a subprocess on 1,500 noise images (a couple of seconds of work), killed with
 SIGKILL while decoding into the staging memmap and while the new splits are written: the old
 cache stays whole, with nothing inside it, and the rerun sweeps the leftovers. (The whole
-pipeline killed in every stage: tests/test_pipeline.py.)
+pipeline killed in every stage: tests/e2e/test_pipeline.py.)
 """
 
 from __future__ import annotations

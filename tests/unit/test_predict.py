@@ -158,7 +158,7 @@ def workspace(root: Path, model_file: Path | None = None) -> Path:
     whose checkpoint stands in for a missing export)."""
     root.mkdir()
     (root / "dvc.yaml").write_text("stages: {}\n")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     (root / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
     if model_file is not None:
         (root / ONNX_MODEL).parent.mkdir(parents=True)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workspace import BIN, env
+from helpers.workspace import BIN, env
 
 KILL_TIMEOUT_S = 600
 TEMPORARY_MARKS = (".dlrepro-tmp-", ".dlrepro-run-", ".staging-")  # with the old ingest's

@@ -35,7 +35,7 @@ try:
 except ImportError:  # the helpers' new home
     from helpers.servers import mlflow_server  # type: ignore[no-redef]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Small waits for the tests: 2 tries of 2 s, no backoff before the first retry.
 FAST = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",

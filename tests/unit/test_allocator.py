@@ -3,8 +3,10 @@ in again (the behaviour the speed-up rests on), and the values computed do not c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +41,9 @@ print(applied, (later_faults - faults) // 3, (later_peak - peak) // 1024)
 """
 
 
+# The child processes import `helpers` as pytest does: from tests/.
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
 # The first convolution's output at batch 32 (32 channels of 126×126 float32): 15,876 pages of
 # 4 KB, the size of one block that glibc's defaults map afresh in every step.
 BLOCK_PAGES = 32 * 32 * 126 * 126 * 4 // 4096
@@ -47,7 +52,7 @@ BLOCK_PAGES = 32 * 32 * 126 * 126 * 4 // 4096
 def steady_steps(mode: str) -> tuple[bool, int, int]:
     """(applied, minor faults per step, peak RSS growth in MB) over steps 6-8."""
     done = subprocess.run(
-        [sys.executable, "-c", STEADY_STEPS, mode], capture_output=True, text=True
+        [sys.executable, "-c", STEADY_STEPS, mode], capture_output=True, text=True, env=CHILD_ENV
     )
     assert done.returncode == 0, done.stderr[-2000:]
     applied, faults, growth = done.stdout.split()
@@ -103,6 +108,7 @@ torch.save(model.state_dict(), sys.argv[2])
             [sys.executable, "-c", code, mode, str(tmp_path / f"{mode}.pt")],
             capture_output=True,
             text=True,
+            env=CHILD_ENV,
         )
         assert done.returncode == 0, done.stderr[-2000:]
     import torch
