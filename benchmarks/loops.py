@@ -65,6 +65,8 @@ def build_model(
     channels_last None: the recipe's own."""
     from dlrepro.plant.train import build_classifier
 
+    if cls is None:
+        return build_classifier(cfg, recipe, classes, channels_last)
     return build_classifier(cfg, recipe, classes, channels_last, cls)
 
 

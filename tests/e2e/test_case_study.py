@@ -59,7 +59,7 @@ def test_three_class_folder_trains_and_evaluates_both_recipes_without_code_chang
     )
     done = dvc(workspace, "repro", "evaluate")
     ran = ran_stages(done.stdout)
-    assert ran[0] == "prepare" and sorted(ran[1:]) == [  # no leaf generation
+    assert ran[:2] == ["check-config", "prepare"] and sorted(ran[2:]) == [  # no leaf generation
         "evaluate@text",
         "evaluate@tuned",
         "train@text",
@@ -94,6 +94,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     run_dir = workspace / "models" / "plant_cnn" / ".dlrepro-run-text"  # where the fit writes
     last = run_dir / "last.ckpt"
     last.unlink(missing_ok=True)
+    kept = {p.name: p.read_bytes() for p in model_dir.iterdir()} if model_dir.exists() else {}
     train = subprocess.Popen(
         [sys.executable, "-m", "dlrepro.stages.train", "text"],
         cwd=workspace,
@@ -117,7 +118,8 @@ def test_interrupted_training_resumes_from_last_checkpoint(workspace):
     assert "Traceback" not in output
     interrupted = json.loads((run_dir / "run.json").read_text())
     assert interrupted["finished"] is False
-    assert not (model_dir / "last.ckpt").exists()  # nothing half-done replaced the outputs
+    now = {p.name: p.read_bytes() for p in model_dir.iterdir()} if model_dir.exists() else {}
+    assert now == kept  # nothing half-done replaced the outputs
 
     resumed = run(workspace, str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
     metrics = json.loads((workspace / "metrics" / "train" / "text.json").read_text())
@@ -155,15 +157,16 @@ def test_torn_or_invalid_state_recovers_or_stops_in_one_line(workspace):
     model_dir = workspace / "models" / "plant_cnn" / "text"
     train = (str(BIN / "python"), "-m", "dlrepro.stages.train", "text")
 
-    (model_dir / "run.json").write_text('{"fingerprint": ')  # torn
+    run_dir = model_dir.parent / ".dlrepro-run-text"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text('{"fingerprint": ')  # an interrupted run's record, torn
     done = run(workspace, *train)
     note = "train@text: run.json is unreadable, so no run can continue; starting afresh"
     assert note in done.stdout
     record = json.loads((model_dir / "run.json").read_text())
-    assert record["finished"] is True
+    assert record["finished"] is True and not run_dir.exists()
 
     # An interrupted run (same fingerprint, not finished) whose last.ckpt was torn mid-write.
-    run_dir = model_dir.parent / ".dlrepro-run-text"
     shutil.copytree(model_dir, run_dir)
     (run_dir / "run.json").write_text(json.dumps({**record, "finished": False}))
     torn = run_dir / "last.ckpt"

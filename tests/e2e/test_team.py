@@ -144,6 +144,9 @@ def test_every_stage_is_tracked_on_the_server_and_nothing_embedded(pushed, serve
     stages = yaml.safe_load((pushed / "dvc.yaml").read_text())["stages"]
     recipes = yaml.safe_load((pushed / "params.yaml").read_text())["recipes"]
     for stage, spec in stages.items():
+        if stage == "check-config":  # a check with no result: nothing to track
+            assert stage_runs(server, stage) == []
+            continue
         for name in [f"{stage}@{key}" for key in recipes] if "foreach" in spec else [stage]:
             assert len(stage_runs(server, name)) == 1, name
     assert not (pushed / "mlflow.db").exists()
