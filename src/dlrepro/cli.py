@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -11,9 +12,12 @@ from collections.abc import Callable
 from dlrepro.errors import DlreproError
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main; a DlreproError becomes one line on stderr and exit status 2."""
+def run_stage(main: Callable[[], None], sweep: bool = False) -> None:
+    """Run a stage's main; a DlreproError becomes one line on stderr and exit status 2.
+    `sweep`: first remove what killed runs left in the workspace (a DVC stage's start)."""
     try:
+        if sweep:
+            _sweep_leftovers()
         main()
     except DlreproError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -35,6 +39,14 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted; outputs were left as they were", file=sys.stderr)
         sys.exit(130)
+
+
+def _sweep_leftovers() -> None:
+    from dlrepro.outputs import sweep_workspace
+    from dlrepro.paths import repo_root
+
+    with contextlib.suppress(OSError):  # a folder that cannot be listed: the stage's own
+        sweep_workspace(repo_root())  # writes will say so
 
 
 # Faults of the disk or the folders, not of dlrepro: each is one line naming the path.

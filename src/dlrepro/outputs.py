@@ -1,9 +1,10 @@
 """Byte-stable, atomic writers: the same results always give the same bytes, so DVC sees no
 change, and a kill at any point leaves either the old file or the new one, never a torn one.
 
-Temporaries are siblings named `.dlrepro-tmp-*` (ignored by git), never inside a DVC-tracked
-output, so a killed run cannot get one hashed into `dvc.lock`; `sweep_temporaries` removes a
-killed run's leftovers when the next run starts.
+Temporaries are siblings named `.dlrepro-tmp-<pid>-*` (ignored by git), never inside a
+DVC-tracked output, so a killed run cannot get one hashed into `dvc.lock`. Every stage starts by
+sweeping the workspace's leftovers whose process is gone (`sweep_workspace`); a live process's
+temporaries (another rank, a stage run by hand beside it) are never touched.
 """
 
 from __future__ import annotations
@@ -33,13 +34,60 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return digest.hexdigest()
 
 
+def temp_prefix(name: str) -> str:
+    """The prefix of this process's temporaries for `name`: the pid says whose they are."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{name}-"
+
+
+def _owner_alive(leftover: Path) -> bool:
+    pid = leftover.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    if not pid.isdigit():
+        return False  # not named by a process: nobody is writing it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def sweep_temporaries(folder: Path) -> None:
-    """Remove the `.dlrepro-tmp-*` leftovers of a killed run from `folder`."""
+    """Remove the `.dlrepro-tmp-*` leftovers in `folder` whose process is gone (a killed run)."""
     for leftover in Path(folder).glob(TEMP_PREFIX + "*"):
-        if leftover.is_dir():
+        if _owner_alive(leftover):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+# Where stages write, and how deep their temporaries can sit (plots/train/<recipe>/,
+# models/plant_cnn/.dlrepro-run-<recipe>/): a user's image folders below are never walked.
+OUTPUT_FOLDERS = ("data", "models", "metrics", "plots", "reports")
+SWEEP_DEPTH = 3
+
+
+def sweep_workspace(root: Path) -> None:
+    """Sweep a killed run's leftovers from every output folder of the workspace at `root`."""
+
+    def walk(folder: Path, depth: int) -> None:
+        sweep_temporaries(folder)
+        if depth == 0:
+            return
+        with os.scandir(folder) as entries:
+            below = [
+                Path(e.path)
+                for e in entries
+                if e.is_dir(follow_symlinks=False) and not e.name.startswith(TEMP_PREFIX)
+            ]
+        for child in below:
+            walk(child, depth - 1)
+
+    for name in OUTPUT_FOLDERS:
+        if (Path(root) / name).is_dir():
+            walk(Path(root) / name, SWEEP_DEPTH - 1)
 
 
 @contextmanager
@@ -47,14 +95,14 @@ def staging_dir(target: Path) -> Iterator[Path]:
     """A temporary folder beside `target`, removed on exit (after stale ones are swept)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(target.parent)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name}-") as d:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=temp_prefix(target.name)) as d:
         yield Path(d)
 
 
 def replace_dir(new: Path, target: Path) -> None:
     """Put the finished folder `new` in the place of `target` (two renames, then the old copy
     is removed), so readers see the old complete folder or the new one."""
-    old = target.parent / f"{TEMP_PREFIX}{target.name}-old"
+    old = target.parent / f"{temp_prefix(target.name)}old"
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         target.rename(old)
@@ -80,7 +128,7 @@ def new_dir(target: Path) -> Iterator[Path]:
 
 def _atomic_write(path: Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}-")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
     os.close(handle)
     try:
         write(Path(temporary))

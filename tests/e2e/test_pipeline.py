@@ -160,6 +160,12 @@ def test_kill_9_in_the_middle_of_every_stage_loses_nothing(repo, tmp_path_factor
 
     assert dvc(root, "status", "--json").stdout.strip() == "{}"
     assert temporaries(root) == []
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    running = client.search_runs(experiments, "attributes.status = 'RUNNING'")
+    assert [r.data.tags.get("dvc.stage") for r in running] == []  # killed runs were ended
     lock = (root / "dvc.lock").read_text()
     assert str(root) not in lock and str(repo) not in expected
     assert lock == expected, tried

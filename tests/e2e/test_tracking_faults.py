@@ -29,11 +29,7 @@ from dlrepro.tracking.runs import (
     stage_run,
 )
 from dlrepro.tracking.store import ensure_reachable, tracking_uri
-
-try:
-    from servers import mlflow_server
-except ImportError:  # the helpers' new home
-    from helpers.servers import mlflow_server  # type: ignore[no-redef]
+from helpers.servers import mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
 # Small waits for the tests: 2 tries of 2 s, no backoff before the first retry.

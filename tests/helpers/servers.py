@@ -56,9 +56,12 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, backend_uri: str | None = None, *extra: str) -> Iterator[str]:
+def mlflow_server(
+    folder: Path, backend_uri: str | None = None, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`mlflow server` on a free port with a proxied artifact store in `folder` and its backend
-    at `backend_uri` (an SQLite file in `folder` by default); yields its URL."""
+    at `backend_uri` (an SQLite file in `folder` by default), `env` added to its environment;
+    yields its URL."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "server.log"
@@ -73,7 +76,8 @@ def mlflow_server(folder: Path, backend_uri: str | None = None, *extra: str) -> 
             command,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},  # it starts uvicorn by name
+            # It starts uvicorn by name.
+            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})},
             start_new_session=True,  # its own process group, so teardown reaches its children
         )
     uri = f"http://127.0.0.1:{port}"

@@ -18,7 +18,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dlrepro.errors import DivergedError
-from dlrepro.outputs import TEMP_PREFIX
+from dlrepro.outputs import temp_prefix
 
 MONITOR = "val/acc"
 TIE_BREAK = "val/loss"  # of epochs with the same best val/acc, best.ckpt holds the lowest loss
@@ -122,7 +122,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
         target = Path(path)
-        temporary = target.with_name(f"{TEMP_PREFIX}{target.name}")
+        temporary = target.with_name(f"{temp_prefix(target.name)}part")
         try:
             super().save_checkpoint(checkpoint, temporary, storage_options)
             os.replace(temporary, target)

@@ -124,7 +124,13 @@ def describe(uri: str, err: BaseException) -> str:
     if kind == STALLED:
         return no_answer(uri, detail)
     body = message.split("Response body:", 1)[-1].strip(" '\"")[:160]
-    if kind == DENIED:
+    if kind == DENIED and str(detail).startswith("401"):  # a sign-in server: who is asking
+        return (
+            f"MLflow tracking server {uri} asks to sign in (HTTP {detail}: {body}); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to "
+            f"an account it knows, or {EMBEDDED}"
+        )
+    if kind == DENIED:  # the host refused (--allowed-hosts), or the account lacks a permission
         return (
             f"MLflow tracking server {uri} refused the request (HTTP {detail}: {body}); check "
             "its --allowed-hosts and your credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD or "
