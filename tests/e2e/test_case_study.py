@@ -56,6 +56,7 @@ def test_three_class_folder_trains_and_evaluates_both_recipes_without_code_chang
         "data.path=data/three_classes",
         "recipes.text.max_epochs=10",  # each recipe's own epochs, not the small profile's 2
         "recipes.tuned.max_epochs=30",
+        "data.image_size=32",  # the least the tuned network takes: colour tells the classes
     )
     done = dvc(workspace, "repro", "evaluate")
     ran = ran_stages(done.stdout)

@@ -182,12 +182,29 @@ def test_experiment_reruns_only_the_chapter_and_the_report(repo):
     assert params["curriculum"]["perceptron"]["lr"] == 0.25
 
 
-def test_invalid_override_fails_in_one_line_and_keeps_outputs(repo):
-    folders = ["data", "metrics", "plots", "reports"]
-    before = digest(repo, folders)
-    done = dvc(repo, "exp", "run", "-S", "curriculum.perceptron.lr=-1", check=False)
+# Each a setting that was once accepted, or refused only after other stages had rewritten
+# their outputs; now check-config refuses it before any other stage runs.
+BAD_OVERRIDES = {
+    "curriculum.perceptron.lr=-1": "error: curriculum.perceptron.lr=-1.0: must be > 0",
+    "recipes.tuned.scheduler.max_lr=-1": "error: recipes.tuned.scheduler.max_lr=-1: must be > 0",
+    "data.image_size=20": "error: data.image_size=20: too small for recipes.",
+    "+data.foo=1": "error: data.foo: unknown key",
+    "+trainer.foo=1": "error: trainer.foo: not an argument of pytorch_lightning.Trainer",
+    "export.recipe=nope": "error: export.recipe='nope': unknown; allowed: text, tuned",
+}
+
+
+@pytest.mark.parametrize("override", sorted(BAD_OVERRIDES))
+def test_invalid_override_fails_in_one_line_and_keeps_outputs(repo, override):
+    folders = ["data", "models", "metrics", "plots", "reports"]
+    before, params = digest(repo, folders), (repo / "params.yaml").read_bytes()
+    try:
+        done = dvc(repo, "exp", "run", "-S", override, check=False)
+    finally:
+        (repo / "params.yaml").write_bytes(params)  # `dvc exp run` left its composition
     assert done.returncode != 0
     ours = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert ours == ["error: curriculum.perceptron.lr=-1.0: must be > 0"]
+    assert len(ours) == 1 and ours[0].startswith(BAD_OVERRIDES[override]), done.stderr[-2000:]
+    assert ran_stages(done.stdout) == ["check-config"]
     assert "Traceback" not in done.stdout + done.stderr
     assert digest(repo, folders) == before
