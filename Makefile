@@ -25,8 +25,8 @@ repro: $(STAMP)   ## run the whole pipeline (only what changed)
 	$(BIN)/dvc repro
 
 # Two test modules at a time (pytest-xdist; a module's tests stay on one worker, so its
-# module-scoped fixtures are built once). The suite is mostly single-threaded process start-up:
-# 13m38s this way on 2 cores (19m52s, against about 38 min in sequence, before torch's CPU build).
+# module-scoped fixtures are built once). The suite is mostly process start-up of the stages its
+# end-to-end modules run; docs/performance.md has its time.
 # Sequential: PYTEST_ARGS=
 PYTEST_ARGS ?= -n 2 --dist loadfile
 

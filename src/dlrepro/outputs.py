@@ -64,7 +64,8 @@ def sweep_temporaries(folder: Path) -> None:
 
 
 # Where stages write, and how deep their temporaries can sit (plots/train/<recipe>/,
-# models/plant_cnn/.dlrepro-run-<recipe>/): a user's image folders below are never walked.
+# models/plant_cnn/.dlrepro-run-<recipe>/): nothing deeper is listed, so a user's image tree
+# under data/ costs a few folder listings at most.
 OUTPUT_FOLDERS = ("data", "models", "metrics", "plots", "reports")
 SWEEP_DEPTH = 3
 
