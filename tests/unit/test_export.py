@@ -36,13 +36,7 @@ TUNED |= {
 }  # the text's architecture: 7,392,449 parameters, ≈30 MB of weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: two OpenMP threads on a shared 2-core machine only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
 
 
 def random_images(n: int, size: int, seed: int = 0) -> np.ndarray:

@@ -24,14 +24,7 @@ from helpers.models import plant_cnn
 CLASSES = ["Diseased", "Healthy"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these tensors are tiny, and on a machine shared with other jobs two
-    OpenMP threads contending for two cores made each step up to 25× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
 
 
 def random_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
