@@ -1,17 +1,12 @@
-"""`loss, acc = model.evaluate(test_data)` and more: the text reports one accuracy; here every
-classification metric a reader of that figure would ask for, and pictures of the mistakes.
+"""`loss, acc = model.evaluate(test_data)` and more: every classification metric a reader of the
+text's one accuracy would ask for, and pictures of the mistakes.
 
-Binary models (one sigmoid output = P(classes[1])): an image is predicted as classes[1] when that
-probability is > 0.5 (Keras' binary_accuracy rule). Precision, recall, F1 and the ROC curve are
-about one *positive class*: "Diseased" when there is such a class (the one a screening tool must
-not miss), else classes[1]. With the text's folders sorted as Keras sorts them, Diseased is class
-0, so its score is 1 − output. ROC AUC does not depend on that choice.
-
-More than two classes: precision, recall, F1 and ROC AUC are macro averages of one-vs-rest
-scores, and `roc` holds one one-vs-rest curve per class. Accuracy is always plain accuracy.
-
-ROC thresholds follow torchmetrics: the first point (fpr = tpr = 0) has threshold 1.0 where
-scikit-learn writes +inf; both mean "nothing predicted positive".
+Binary models (one sigmoid output = P(classes[1])) predict classes[1] above 0.5 (Keras' rule);
+precision, recall, F1 and ROC are about the positive class "Diseased" when there is one (the
+class a screening tool must not miss), else classes[1]. More classes: macro averages of
+one-vs-rest scores. Accuracy, precision, recall and F1 are ratios of counts in Python floats
+(152 of 200 is 0.76, not float32's 0.7599999904...), ROC AUC a float64; ROC thresholds follow
+torchmetrics (the first point's threshold is 1.0 where scikit-learn writes +inf).
 """
 
 from __future__ import annotations
@@ -76,6 +71,54 @@ def _floats(values: torch.Tensor) -> list[float]:
     return [float(v) for v in values]
 
 
+def _ratio(numerator: int, denominator: int) -> float:
+    """numerator / denominator, 0.0 when the denominator is 0 (scikit-learn's zero_division=0)."""
+    return numerator / denominator if denominator else 0.0
+
+
+def count_metrics(confusion: Sequence[Sequence[int]], positive: int | None) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 from a confusion matrix (rows true, columns predicted).
+
+    `positive` given: binary scores of that class. None: macro averages over the classes that
+    occur as truth or prediction (the classes scikit-learn and torchmetrics average over).
+    """
+    n = len(confusion)
+    total = sum(sum(row) for row in confusion)
+    per_class = []
+    for c in range(n):
+        tp = confusion[c][c]
+        fp = sum(confusion[r][c] for r in range(n)) - tp
+        fn = sum(confusion[c]) - tp
+        scores = {
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        }
+        per_class.append((scores, tp + fp + fn > 0))
+    accuracy = _ratio(sum(confusion[c][c] for c in range(n)), total)
+    if positive is not None:
+        return {"accuracy": accuracy, **per_class[positive][0]}
+    counted = [scores for scores, occurs in per_class if occurs]
+    averages = {
+        name: sum(scores[name] for scores in counted) / len(counted) if counted else 0.0
+        for name in ("precision", "recall", "f1")
+    }
+    return {"accuracy": accuracy, **averages}
+
+
+def roc_auc(score: np.ndarray, is_positive: np.ndarray) -> float:
+    """Area under the ROC curve in float64: the chance that a positive outscores a negative, ties
+    counting half (the Mann-Whitney statistic, equal to the trapezoids under the curve).
+    0.0 when one of the two groups is empty, as torchmetrics gives."""
+    is_positive = np.asarray(is_positive, dtype=bool)
+    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
+    if not n_pos or not n_neg:
+        return 0.0
+    _, group, counts = np.unique(np.asarray(score), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[group]  # 1-based, ties share their mean rank
+    return float((ranks[is_positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _roc_points(fpr: torch.Tensor, tpr: torch.Tensor, thresholds: torch.Tensor) -> dict:
     return {"fpr": _floats(fpr), "tpr": _floats(tpr), "thresholds": _floats(thresholds)}
 
@@ -104,31 +147,26 @@ def evaluate(
         preds = (probs > THRESHOLD).long()
         positive = positive_class_index(classes)
         score = probs if positive == 1 else 1 - probs
-        is_positive, predicted_positive = (target == positive).long(), (preds == positive).long()
+        is_positive = (target == positive).long()
+        confusion = tmf.binary_confusion_matrix(preds, target).tolist()
         result |= {
             "average": "binary",
             "positive_class": classes[positive],
-            "accuracy": float(tmf.binary_accuracy(preds, target)),
-            # Integer predictions: torchmetrics applies no threshold of its own to them.
-            "precision": float(tmf.binary_precision(predicted_positive, is_positive)),
-            "recall": float(tmf.binary_recall(predicted_positive, is_positive)),
-            "f1": float(tmf.binary_f1_score(predicted_positive, is_positive)),
-            "roc_auc": float(tmf.binary_auroc(score, is_positive)),
-            "confusion_matrix": tmf.binary_confusion_matrix(preds, target).tolist(),
+            **count_metrics(confusion, positive),
+            "roc_auc": roc_auc(score.numpy(), is_positive.numpy() == 1),
+            "confusion_matrix": confusion,
             "roc": _roc_points(*tmf.binary_roc(score, is_positive)),
         }
     else:
         n = len(classes)
         preds = probs.argmax(dim=1)
         fprs, tprs, thresholds = tmf.multiclass_roc(probs, target, n)
+        confusion = tmf.multiclass_confusion_matrix(preds, target, n).tolist()
         result |= {
             "average": "macro",
-            "accuracy": float(tmf.multiclass_accuracy(preds, target, n, average="micro")),
-            "precision": float(tmf.multiclass_precision(preds, target, n, average="macro")),
-            "recall": float(tmf.multiclass_recall(preds, target, n, average="macro")),
-            "f1": float(tmf.multiclass_f1_score(preds, target, n, average="macro")),
-            "roc_auc": float(tmf.multiclass_auroc(probs, target, n, average="macro")),
-            "confusion_matrix": tmf.multiclass_confusion_matrix(preds, target, n).tolist(),
+            **count_metrics(confusion, None),
+            "roc_auc": sum(roc_auc(probs[:, c].numpy(), target.numpy() == c) for c in range(n)) / n,
+            "confusion_matrix": confusion,
             "roc": {
                 name: _roc_points(fpr, tpr, thr)
                 for name, fpr, tpr, thr in zip(classes, fprs, tprs, thresholds, strict=True)
