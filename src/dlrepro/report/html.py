@@ -5,23 +5,34 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 from dlrepro.report.load import CASE_STUDY_TITLE, CaseStudy, ChapterOutputs, errata
 from dlrepro.report.tables import (
     CASE_STUDY_HEADER,
     ERRATA_HEADER,
+    ERRATA_TITLE,
     FINDING_HEADER,
     HONEST_EVALUATION,
     INTRO,
     RECIPE_HEADER,
+    RECIPES_TITLE,
     case_figures,
     case_row,
+    contents,
     errata_rows,
     finding_row,
     key_figures,
     recipe_rows,
 )
+
+
+def inline(text: str) -> str:
+    """Escaped text with its markdown code spans (`x`) and bold (**x**) rendered."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
 
 
 def render_html(chapters: list[ChapterOutputs], case: CaseStudy) -> str:
@@ -30,7 +41,7 @@ def render_html(chapters: list[ChapterOutputs], case: CaseStudy) -> str:
         body = []
         for row in rows:
             cls = ' class="bad"' if bad_col is not None and row[bad_col] == "no" else ""
-            cells = "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
+            cells = "".join(f"<td>{inline(str(c))}</td>" for c in row)
             body.append(f"<tr{cls}>{cells}</tr>")
         return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -38,13 +49,20 @@ def render_html(chapters: list[ChapterOutputs], case: CaseStudy) -> str:
         data = base64.b64encode(fig.read_bytes()).decode()
         return f"<p><img alt='{fig.stem}' src='data:image/png;base64,{data}'></p>"
 
+    rows, causes = errata_rows(errata(chapters, case))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>dlrepro: the curriculum</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>The curriculum, reproduced</h1>",
-        f"<p>{html.escape(INTRO)}</p>",
-        "<h2>Errata: where the text's printed output differs from its own code</h2>",
-        table(ERRATA_HEADER, errata_rows(errata(chapters, case))),
+        f"<p>{inline(INTRO)}</p>",
+        "<nav id='contents'><h2>Contents</h2><ol>",
+        *(f"<li><a href='#{a}'>{html.escape(t)}</a></li>" for a, t in contents(chapters, case)),
+        "</ol></nav>",
+        f"<h2 id='errata'>{html.escape(ERRATA_TITLE)}</h2>",
+        table(ERRATA_HEADER, rows),
+        "<p>Causes:</p><ol class='causes'>",
+        *(f"<li>{inline(cause)}</li>" for cause in causes),
+        "</ol>",
     ]
     for ch in chapters:
         parts += [
@@ -64,8 +82,8 @@ def render_html(chapters: list[ChapterOutputs], case: CaseStudy) -> str:
         table(CASE_STUDY_HEADER, [case_row(f) for f in case.findings], bad_col=3),
         table(["figure", "value"], [list(kv) for kv in case_figures(case)]),
         *(image(fig) for fig in case.figures),
-        "<h3>Recipes, side by side (test split)</h3>",
-        f"<p>{html.escape(HONEST_EVALUATION)}</p>",
+        f"<h3 id='recipes'>{html.escape(RECIPES_TITLE)}</h3>",
+        f"<p>{inline(HONEST_EVALUATION)}</p>",
         table(RECIPE_HEADER, recipe_rows(case)),
     ]
     for recipe in case.recipes:

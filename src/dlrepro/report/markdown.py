@@ -9,12 +9,15 @@ from dlrepro.report.load import CASE_STUDY_TITLE, CaseStudy, ChapterOutputs, err
 from dlrepro.report.tables import (
     CASE_STUDY_HEADER,
     ERRATA_HEADER,
+    ERRATA_TITLE,
     FINDING_HEADER,
     HONEST_EVALUATION,
     INTRO,
     RECIPE_HEADER,
+    RECIPES_TITLE,
     case_figures,
     case_row,
+    contents,
     errata_rows,
     finding_row,
     key_figures,
@@ -35,9 +38,15 @@ def render_markdown(chapters: list[ChapterOutputs], case: CaseStudy, root: Path)
     def image(fig: Path) -> str:
         return f"![{fig.stem}]({_from_reports(fig, root)})"
 
-    out = ["# The curriculum, reproduced", "", INTRO, ""]
-    out += ["## Errata: where the text's printed output differs from its own code", ""]
-    out += table(ERRATA_HEADER, errata_rows(errata(chapters, case)))
+    out = ["# The curriculum, reproduced", "", INTRO, "", "Contents:", ""]
+    out += [
+        f"{i}. [{title}](#{anchor(title)})"
+        for i, (_, title) in enumerate(contents(chapters, case), 1)
+    ]
+    out += ["", f"## {ERRATA_TITLE}", ""]
+    rows, causes = errata_rows(errata(chapters, case))
+    out += table(ERRATA_HEADER, rows)
+    out += ["", "Causes:", "", *(f"{i}. {cause}" for i, cause in enumerate(causes, 1))]
     for ch in chapters:
         out += [
             "",
@@ -68,12 +77,18 @@ def render_markdown(chapters: list[ChapterOutputs], case: CaseStudy, root: Path)
     ]
     out += ["", *table(["figure", "value"], [list(kv) for kv in case_figures(case)]), ""]
     out += [image(fig) for fig in case.figures]
-    out += ["", "### Recipes, side by side (test split)", "", HONEST_EVALUATION, ""]
+    out += ["", f"### {RECIPES_TITLE}", "", HONEST_EVALUATION, ""]
     out += table(RECIPE_HEADER, recipe_rows(case))
     for recipe in case.recipes:
         out += ["", f"#### Recipe `{recipe.name}`", ""]
         out += [image(fig) for fig in recipe.figures]
     return "\n".join(out) + "\n"
+
+
+def anchor(title: str) -> str:
+    """The anchor GitHub and MkDocs give a heading: lower case, punctuation dropped, spaces as -."""
+    kept = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
 
 
 def _from_reports(fig: Path, root: Path) -> str:

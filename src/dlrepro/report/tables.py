@@ -6,10 +6,16 @@ as strings, so both renderings show the same cells and differ only in markup.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dlrepro.config.load import flatten
-from dlrepro.report.load import CaseStudy
+from dlrepro.report.load import CASE_STUDY_TITLE, CaseStudy, ChapterOutputs
+
+ERRATA_TITLE = "Errata: where the text's printed output differs from its own code"
+RECIPES_TITLE = "Recipes, side by side (test split)"
+# A number printed with more than 6 significant digits (float32 noise such as 0.7599999904632568)
+LONG_NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d{7,}(?:e[-+]?\d+)?(?![\w.])")
 
 INTRO = (
     "Each chapter of the text, run two ways: its own numpy code as written (`text_code`) "
@@ -94,19 +100,45 @@ def key_figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def fmt(value: Any) -> str:
+    """The report's one rounding rule: 6 significant digits."""
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def rounded(text: str) -> str:
+    """`text` with every long number in it (a chapter's printed value) given to fmt's rule."""
+    return LONG_NUMBER.sub(lambda m: fmt(float(m.group())), text)
+
+
+def contents(chapters: list[ChapterOutputs], case: CaseStudy) -> list[tuple[str, str]]:
+    """The report's table of contents, in page order: (anchor, title)."""
+    return [
+        ("errata", ERRATA_TITLE),
+        *((ch.name, ch.title) for ch in chapters),
+        ("case-study", CASE_STUDY_TITLE),
+        ("recipes", RECIPES_TITLE),
+    ]
+
+
 def finding_row(f: dict[str, Any]) -> list[str]:
-    return [f["what"], f["text"], f["code"], f["framework"], "yes" if f["matches"] else "no"]
+    cells = [f["what"], f["text"], f["code"], f["framework"]]
+    return [*map(rounded, cells), "yes" if f["matches"] else "no"]
 
 
 def case_row(f: dict[str, Any]) -> list[str]:
-    return [f["what"], f["text"], f["code"], "yes" if f["matches"] else "no"]
+    return [*map(rounded, [f["what"], f["text"], f["code"]]), "yes" if f["matches"] else "no"]
 
 
-def errata_rows(rows: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
-    return [[t, f["what"], f["text"], f["code"], f["framework"], f["cause"]] for t, f in rows]
+def errata_rows(rows: list[tuple[str, dict[str, Any]]]) -> tuple[list[list[str]], list[str]]:
+    """The errata table's rows, and its causes, each once: a row's last cell numbers its cause
+    ("(2)") in that list, so a cause several findings share is written once."""
+    causes: list[str] = []
+    table = []
+    for title, f in rows:
+        if f["cause"] not in causes:
+            causes.append(f["cause"])
+        cells = [title, *map(rounded, [f["what"], f["text"], f["code"], f["framework"]])]
+        table.append([*cells, f"({causes.index(f['cause']) + 1})"])
+    return table, causes
 
 
 def case_figures(case: CaseStudy) -> list[tuple[str, str]]:
