@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.servers import free_port
+from helpers.servers import PORT_ATTEMPTS, PORT_TAKEN, unused_port
 from helpers.workspace import BIN, clone_copy, dvc, env, run
 
 pytestmark = pytest.mark.slow
@@ -70,11 +70,24 @@ def train(root: Path, overrides: list[str], store: Path) -> dict:
 
 
 def train_on_two_nodes(root: Path, store: Path) -> dict:
-    """Both node launchers at once, as each node of a cluster would start its own."""
+    """Both node launchers at once, as each node of a cluster would start its own; on another
+    master port when the one the kernel gave out was taken before the master bound it."""
     compose(root, *TWO_NODES)
+    for _attempt in range(PORT_ATTEMPTS):
+        nodes, outputs = _launch_two_nodes(root, store, unused_port())
+        if all(node.returncode == 0 for node in nodes) or not any(map(PORT_TAKEN.search, outputs)):
+            break
+    for node, output in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, output
+    result = outcome(root, outputs[0], store)
+    result["node1_output"] = outputs[1]
+    return result
+
+
+def _launch_two_nodes(root: Path, store: Path, port: int) -> tuple[list, list[str]]:
     launcher = [
         str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1",
-        "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
     ]  # fmt: skip
     logs = [root.parent / f"node{rank}.log" for rank in (0, 1)]  # files: no pipe to fill up
     nodes = []
@@ -95,12 +108,8 @@ def train_on_two_nodes(root: Path, store: Path) -> dict:
     finally:
         for node in nodes:
             node.kill()  # a no-op once it has exited; ends a node left waiting for its peer
-    outputs = [log.read_text() for log in logs]
-    for node, output in zip(nodes, outputs, strict=True):
-        assert node.returncode == 0, output
-    result = outcome(root, outputs[0], store)
-    result["node1_output"] = outputs[1]
-    return result
+            node.wait()
+    return nodes, [log.read_text() for log in logs]
 
 
 def outcome(root: Path, output: str, store: Path) -> dict:

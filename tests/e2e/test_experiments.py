@@ -229,7 +229,7 @@ def test_one_change_reruns_training_and_tags_its_mlflow_run(baseline):
     (tracked,) = [
         r for r in train_runs(embedded(baseline)) if r.data.tags.get("dvc.exp_name") == name
     ]
-    assert tracked.data.params[LR] == "0.0005"
+    assert tracked.data.params["optimizer.lr"] == "0.0005"  # the key every recipe's run shares
     assert tracked.info.run_name == f"train · text · {name}"
 
 
@@ -275,7 +275,8 @@ def test_a_queue_of_4_runs_two_at_a_time_and_the_store_keeps_every_epoch(member,
         print(f"DVC lost the experiment refs of {lost} (upstream); judged from the store")
     points_run = [(str(text_lr(e)), str(e["params"]["data"]["batch_size"])) for e in grid.values()]
     points_run += [
-        (runs[e].data.params[LR], runs[e].data.params["datamodule.batch_size"]) for e in lost
+        (runs[e].data.params["optimizer.lr"], runs[e].data.params["datamodule.batch_size"])
+        for e in lost
     ]
     assert sorted(points_run) == sorted((lr, batch) for lr in LR_GRID for batch in BATCHES[name])
     assert digest(member) == before  # the main workspace was not touched
@@ -294,7 +295,7 @@ def test_a_queue_of_4_runs_two_at_a_time_and_the_store_keeps_every_epoch(member,
         assert tracked.info.status == "FINISHED"
         if exp in grid:
             found = grid[exp]
-            assert tracked.data.params[LR] == str(text_lr(found))
+            assert tracked.data.params["optimizer.lr"] == str(text_lr(found))
             assert tracked.data.params["datamodule.batch_size"] == str(
                 found["params"]["data"]["batch_size"]
             )

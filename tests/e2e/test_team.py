@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.servers import free_port, mlflow_server
+from helpers.servers import closed_port, mlflow_server
 from helpers.workspace import BIN, clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
@@ -212,11 +212,12 @@ def test_stopped_server_stops_the_stage_in_one_line_and_keeps_outputs(member):
     ]
     outputs += (root / "plots" / "train").rglob("*")
     before = {p: p.read_bytes() for p in outputs if p.is_file()}
-    stopped = f"http://127.0.0.1:{free_port()}"  # where a server is not running
-    done = dvc(
-        root, "repro", "--force", "--single-item", "train@text", check=False,
-        MLFLOW_TRACKING_URI=stopped,
-    )  # fmt: skip
+    with closed_port() as port:  # where no server can be running
+        stopped = f"http://127.0.0.1:{port}"
+        done = dvc(
+            root, "repro", "--force", "--single-item", "train@text", check=False,
+            MLFLOW_TRACKING_URI=stopped,
+        )  # fmt: skip
     assert done.returncode != 0
     ours = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and ours[0].startswith(f"error: MLflow tracking server {stopped} ")

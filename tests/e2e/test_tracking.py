@@ -13,7 +13,7 @@ from dlrepro.hashing import dvc_md5, file_md5
 from dlrepro.tracking.logger import interrupts_deferred, mlflow_logger
 from dlrepro.tracking.runs import experiment_id
 from dlrepro.tracking.store import ensure_reachable, tracking_uri, ui_links
-from helpers.servers import free_port, mlflow_server
+from helpers.servers import closed_port, mlflow_server
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -30,8 +30,8 @@ def test_env_var_selects_a_server(monkeypatch):
 
 
 def test_unreachable_server_is_one_line(monkeypatch):
-    uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(TrackingError) as caught:
+    with closed_port() as port, pytest.raises(TrackingError) as caught:
+        uri = f"http://127.0.0.1:{port}"
         ensure_reachable(uri)
     message = str(caught.value)
     assert uri in message and "not reachable" in message and "\n" not in message
@@ -81,8 +81,8 @@ def test_experiments_are_marked_as_model_training_and_make_ui_links_open_that_vi
 
     links = ui_links("http://127.0.0.1:5000/", uri)
     assert links == [
-        f"dlrepro-data: http://127.0.0.1:5000/#/experiments/{older}?workflowType=machine_learning",
-        f"dlrepro-plant: http://127.0.0.1:5000/#/experiments/{plant}?workflowType=machine_learning",
+        f"dlrepro-data: http://127.0.0.1:5000/#/experiments/{older}/runs?workflowType=machine_learning",
+        f"dlrepro-plant: http://127.0.0.1:5000/#/experiments/{plant}/runs?workflowType=machine_learning",
         "model registry: http://127.0.0.1:5000/#/models?workflowType=machine_learning",
     ]
 

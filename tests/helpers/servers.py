@@ -1,10 +1,17 @@
 """Real servers on 127.0.0.1 for the tests: `mlflow server` (on SQLite or PostgreSQL) and a
-PostgreSQL cluster of Debian's `postgresql` package, each started and stopped by the test."""
+PostgreSQL cluster of Debian's `postgresql` package, each started and stopped by the test.
+
+Ports: a server is given a port the kernel just handed out (`unused_port`), and between that
+moment and its bind another process may take it. Every server start here goes through
+`on_a_free_port`, which starts it again on another port when its log says the address was taken;
+`closed_port` gives a port where nothing can answer, held bound (never listening) by the test.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -13,8 +20,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 from helpers.workspace import BIN
 
@@ -22,10 +31,53 @@ STARTUP_TIMEOUT_S = 180  # an mlflow server's first start runs the schema migrat
 POSTGRES_USER = "postgres"  # Debian's package account: initdb and the server refuse root
 
 
-def free_port() -> int:
+T = TypeVar("T")
+PORT_ATTEMPTS = 5
+# What uvicorn, gunicorn, PostgreSQL and torch print when the port is taken
+PORT_TAKEN = re.compile(r"address already in use|could not bind|errno 98", re.IGNORECASE)
+
+
+class PortTaken(Exception):
+    """The server could not bind its port: another process took it first."""
+
+
+def unused_port() -> int:
+    """A port the kernel hands out now; a server given it may find it taken (see on_a_free_port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def on_a_free_port(start: Callable[[int], AbstractContextManager[T]]) -> Iterator[T]:
+    """`start(port)`'s context on a port nobody uses; when the port was taken before the server
+    bound it (`start` raises PortTaken, or its failure's text says so), again on another."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            started = start(unused_port())
+            value = started.__enter__()
+        except Exception as err:
+            taken = isinstance(err, PortTaken) or PORT_TAKEN.search(str(err))
+            if taken and attempt < PORT_ATTEMPTS - 1:
+                continue
+            raise
+        break
+    try:
+        yield value
+    except BaseException as err:
+        if not started.__exit__(type(err), err, err.__traceback__):
+            raise
+    else:
+        started.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where a connection is refused: bound by this process, not listening,
+    so no other process can start a server on it while the test uses it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -63,26 +115,47 @@ def mlflow_server(
     at `backend_uri` (an SQLite file in `folder` by default), `env` added to its environment;
     yields its URL."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = folder / "server.log"
     command = [
         str(BIN / "mlflow"), "server",
         "--backend-store-uri", backend_uri or f"sqlite:///{folder / 'mlflow.db'}",
         "--artifacts-destination", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *extra,
+        "--host", "127.0.0.1", "--workers", "1", *extra,
     ]  # fmt: skip
+    with on_a_free_port(
+        lambda port: serving([*command, "--port", str(port)], port, folder / "server.log", env)
+    ) as uri:
+        yield uri
+
+
+@contextlib.contextmanager
+def serving(
+    command: list[str],
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    health: str = "/health",
+    cwd: Path | None = None,
+) -> Iterator[str]:
+    """A server `command` that listens on `port`, started in its own session with the venv's
+    bin first on PATH (MLflow starts uvicorn by name), `env` added; yields its URL once `health`
+    answers, and stops it (and its children) afterwards. PortTaken when the port was taken."""
     with log.open("w") as output:
         process = subprocess.Popen(
             command,
             stdout=output,
             stderr=subprocess.STDOUT,
-            # It starts uvicorn by name.
+            cwd=cwd,
             env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})},
             start_new_session=True,  # its own process group, so teardown reaches its children
         )
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{uri}/health", process, log)
+        try:
+            wait_until_up(f"{uri}{health}", process, log)
+        except AssertionError:
+            if PORT_TAKEN.search(log.read_text()):
+                raise PortTaken(port) from None
+            raise
         yield uri
     finally:
         stop(process)
@@ -108,19 +181,28 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="dlrepro-postgres-"))
     if as_user:
         shutil.chown(folder, POSTGRES_USER)
-    data, log, port = folder / "data", folder / "server.log", free_port()
+    data, log = folder / "data", folder / "server.log"
 
     def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True)
+        done = subprocess.run([*as_user, str(bin_dir / tool), *args], capture_output=True)
+        if done.returncode:
+            logged = log.read_text() if log.exists() else ""
+            raise AssertionError(f"{tool} failed:\n{done.stdout!r}\n{done.stderr!r}\n{logged}")
 
-    try:
-        pg("initdb", "-D", str(data), "-U", "mlflow", "-A", "trust", "--no-sync", "-E", "UTF8")
+    @contextlib.contextmanager
+    def cluster(port: int) -> Iterator[str]:
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}"
+        log.unlink(missing_ok=True)
         pg("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
         try:
             pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", database)
             yield f"postgresql://mlflow@127.0.0.1:{port}/{database}"
         finally:
             pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+
+    try:
+        pg("initdb", "-D", str(data), "-U", "mlflow", "-A", "trust", "--no-sync", "-E", "UTF8")
+        with on_a_free_port(cluster) as uri:
+            yield uri
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -75,6 +75,31 @@ def test_a_recipe_reads_its_own_section_only():
     assert "recipes.tuned" not in stage_params(REPO, "text")
 
 
+def test_both_recipes_log_their_settings_on_shared_keys(cfg):
+    """MLflow's compare view pairs params by key: Adam vs AdamW must sit on one row."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    logged = {
+        recipe: runs.tracked_params(
+            read_settings(params, recipe), recipe, trainer_options(cfg, recipe)
+        )
+        for recipe in ("text", "tuned")
+    }
+    text, tuned = logged["text"], logged["tuned"]
+    assert not [k for k in (*text, *tuned) if k.startswith("recipes.")]
+    assert text["optimizer._target_"] == "torch.optim.Adam"
+    assert tuned["optimizer._target_"] == "torch.optim.AdamW"
+    assert (text["max_epochs"], tuned["max_epochs"]) == (
+        10,
+        params["recipes"]["tuned"]["max_epochs"],
+    )
+    # the Trainer's arguments as the fit used them: the recipe's own precision, once
+    assert text["trainer.precision"] == params["trainer"]["precision"]
+    assert tuned["trainer.precision"] == params["recipes"]["tuned"]["trainer"]["precision"]
+    assert tuned["trainer.max_epochs"] == tuned["max_epochs"]
+    shared = {"model.conv_channels", "optimizer.lr", "datamodule.batch_size", "seed", "recipe"}
+    assert shared <= text.keys() and shared - {"optimizer.lr"} <= tuned.keys()
+
+
 def test_the_resume_fingerprint_covers_settings_data_and_checkpoint_format(monkeypatch):
     """A run interrupted under older code (another shape of last.ckpt's callback state) must not
     resume: Lightning would silently skip the state it cannot match."""

@@ -4,9 +4,6 @@ answering HTTP requests as the ONNX file does (a real SQLite tracking store in t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,10 +17,11 @@ from dlrepro.data.images import load_square_rgb
 from dlrepro.hashing import file_md5
 from dlrepro.serving.contract import to_model_input
 from dlrepro.serving.export import export_onnx
-from dlrepro.serving.registry import MODEL_NAME, load_version, register_onnx
+from dlrepro.serving.registry import CHAMPION, DESCRIPTION, MODEL_NAME, load_version, register_onnx
 from dlrepro.serving.runtime import OnnxModel
 from helpers.models import plant_cnn
-from helpers.servers import free_port, stop, wait_until_up
+from helpers.servers import on_a_free_port, serving
+from helpers.workspace import BIN
 
 CLASSES = ["Diseased", "Healthy"]
 SIZE = 32
@@ -72,11 +70,11 @@ def store(tmp_path_factory):
         mlflow.set_tracking_uri(None)
 
 
-def register(path: Path, example: np.ndarray, name: str = MODEL_NAME):
+def register(path: Path, example: np.ndarray, name: str = MODEL_NAME, trained_by=None):
     import mlflow
 
     with mlflow.start_run():
-        return register_onnx(path, example, TAGS, name)
+        return register_onnx(path, example, TAGS, name, trained_by=trained_by)
 
 
 def test_registered_version_answers_as_the_onnx_file(store, tmp_path):
@@ -88,7 +86,9 @@ def test_registered_version_answers_as_the_onnx_file(store, tmp_path):
     assert (registered.name, registered.version, registered.created) == (MODEL_NAME, "1", True)
 
     version = mlflow.MlflowClient().get_model_version(MODEL_NAME, "1")
+    export_run = version.tags.pop("export_run_id")
     assert version.tags == {**TAGS, "onnx_md5": file_md5(path)}
+    assert version.run_id == export_run  # no train run given: the run that logged it
     pyfunc = load_version("1")
     answer = pyfunc.predict(inputs)
     assert list(answer) == ["probabilities"]
@@ -103,15 +103,42 @@ def test_registered_version_answers_as_the_onnx_file(store, tmp_path):
 
 
 def test_same_bytes_add_no_version_and_a_new_model_does(store, tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient()
     name = "plant-cnn-versions"
     inputs = leaf_inputs(tmp_path / "leaves", 2)
     first = onnx_file(tmp_path / "a" / "plant_cnn.onnx")
     assert register(first, inputs, name).version == "1"
     again = register(first, inputs, name)
     assert (again.version, again.created) == ("1", False)
+    assert client.get_model_version_by_alias(name, CHAMPION).version == 1
     retrained = onnx_file(tmp_path / "b" / "plant_cnn.onnx", init_seed=1)
     second = register(retrained, inputs, name)
     assert (second.version, second.created) == ("2", True)
+    assert client.get_model_version_by_alias(name, CHAMPION).version == 2
+
+
+def test_a_version_points_to_the_run_that_trained_it(store, tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    name = "plant-cnn-lineage"
+    with mlflow.start_run() as train:
+        mlflow.log_metric("train/acc", 0.9)
+    registered = register(
+        onnx_file(tmp_path / "plant_cnn.onnx"), leaf_inputs(tmp_path, 2), name, train.info.run_id
+    )
+    version = client.get_model_version(name, registered.version)
+    assert version.run_id == train.info.run_id
+    assert version.tags["export_run_id"] not in ("", train.info.run_id)
+    logged = mlflow.get_logged_model(registered.model_id)
+    assert logged.source_run_id == train.info.run_id
+    assert logged.name == f"{name}-onnx"  # TAGS names no recipe
+    exported = client.get_run(version.tags["export_run_id"]).outputs.model_outputs
+    assert [output.model_id for output in exported] == [registered.model_id]
+    assert client.get_registered_model(name).description == DESCRIPTION
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == registered.version
 
 
 @pytest.mark.slow
@@ -119,32 +146,22 @@ def test_served_version_answers_http_requests_as_the_onnx_file(store, tmp_path):
     path = onnx_file(tmp_path / "plant_cnn.onnx")
     inputs = leaf_inputs(tmp_path / "leaves", 5)
     registered = register(path, inputs[:2], "plant-cnn-served")
-    port = free_port()
-    bin_dir = Path(sys.executable).parent  # `mlflow models serve` starts uvicorn by name
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    command = [str(bin_dir / "mlflow"), "models", "serve", "-m", registered.uri]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    log = tmp_path / "serve.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            command,
-            cwd=store,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: uvicorn's workers end with it
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", registered.uri]
+    command += ["--env-manager", "local", "-h", "127.0.0.1"]
+
+    def serve(port: int):
+        return serving(
+            [*command, "-p", str(port)], port, tmp_path / "serve.log", cwd=store, health="/ping"
         )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", server, log)
+
+    with on_a_free_port(serve) as url:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
+            f"{url}/invocations",
             data=json.dumps({"inputs": inputs.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
-    finally:
-        stop(server)
     served = np.array(answer["predictions"]["probabilities"], dtype=np.float32)
     expected = OnnxModel(path).run(inputs)
     np.testing.assert_allclose(served, expected, atol=1e-6)

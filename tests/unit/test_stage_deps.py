@@ -34,6 +34,7 @@ PLUMBING = {
     # MLflow: where a run is recorded (the tracking store), never what a stage writes
     "dlrepro/tracking/__init__.py",
     "dlrepro/tracking/datasets.py",
+    "dlrepro/tracking/lineage.py",
     "dlrepro/tracking/logger.py",
     "dlrepro/tracking/runs.py",
     "dlrepro/tracking/store.py",

@@ -79,6 +79,22 @@ def trainer_options(cfg: Config, recipe: str) -> dict[str, Any]:
     return {**cfg.trainer, **spec.trainer, "max_epochs": spec.max_epochs}
 
 
+def tracked_params(
+    settings: dict[str, Any], recipe: str, trainer: dict[str, Any]
+) -> dict[str, Any]:
+    """The MLflow params of a train run, on keys every recipe shares, so MLflow's compare view
+    pairs them: `recipes.<recipe>.optimizer.lr` is logged as `optimizer.lr`, and `trainer.*` holds
+    the Trainer arguments the fit used (`trainer`, the shared ones with the recipe's over them),
+    once. params.yaml's key of each is `recipes.<recipe>.<key>` or the key itself."""
+    prefix = f"recipes.{recipe}."
+    params: dict[str, Any] = {"recipe": recipe}
+    for key, value in settings.items():
+        short = key.removeprefix(prefix)
+        if not short.startswith("trainer."):
+            params[short] = value
+    return params | {f"trainer.{name}": value for name, value in trainer.items()}
+
+
 def recipe_keyed(err: ConfigError, recipe: str, own: dict[str, Any]) -> ConfigError:
     """An error about a Trainer argument the recipe sets names the recipe's key, where the user
     would change it."""

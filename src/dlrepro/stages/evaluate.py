@@ -32,6 +32,7 @@ def main() -> None:
     from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
     from dlrepro.plant.figures import confusion_figure, misclassified_gallery, roc_figure
+    from dlrepro.tracking.lineage import log_test_metrics, train_run_of
 
     checkpoint = root / paths.selected_checkpoint(recipe, selected_on)
     if not checkpoint.is_file():
@@ -81,7 +82,11 @@ def main() -> None:
             **{k: result[k] for k in (*SCALARS, "classes", "num_images", "confusion_matrix")},
         }
         metrics = write_json(root / paths.METRICS / "evaluate" / f"{recipe}.json", summary)
-        log_outcome(run.info.run_id, {k: result[k] for k in SCALARS}, {}, [metrics, plots])
+        scalars = {k: result[k] for k in SCALARS}
+        log_outcome(run.info.run_id, scalars, {}, [metrics, plots])
+        trained_by = train_run_of(checkpoint.parent, recipe)
+        if trained_by:  # the test figures beside the curves, on the run that made the weights
+            log_test_metrics(trained_by, scalars)
     print(f"\nevaluate@{recipe}: Test Accuracy: {result['accuracy']:.2f}")  # the text's line
 
 

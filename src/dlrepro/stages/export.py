@@ -1,6 +1,7 @@
 """DVC stage `export`: the selected checkpoint of recipe `export.recipe` (tuned by default) →
 ONNX + torch.export program, proven on the test split, and registered in MLflow as a new version
-of `plant-cnn` tagged with its recipe.
+of `plant-cnn` tagged with its recipe, pointing to the train run that made the weights, aliased
+`champion`.
 
 python -m dlrepro.stages.export
 
@@ -34,6 +35,7 @@ def main() -> None:
     from dlrepro.serving.export import PARITY_TOLERANCE, export_checkpoint
     from dlrepro.serving.registry import model_card, register_onnx
     from dlrepro.serving.runtime import OnnxModel
+    from dlrepro.tracking.lineage import train_run_of
     from dlrepro.tracking.runs import git_commit
 
     recipe = cfg.export.recipe
@@ -67,7 +69,9 @@ def main() -> None:
             tolerance=PARITY_TOLERANCE,
         )
         metrics = write_json(root / paths.METRICS / "export.json", figures)
-        spec, data_md5, commit = cfg.recipes[recipe], dvc_md5(cache), git_commit()
+        spec, commit = cfg.recipes[recipe], git_commit()
+        # per split, as the runs' dataset inputs show them (their digests are the same md5s)
+        data_md5 = {split: dvc_md5(cache / split) for split in ("train", "val", "test")}
         meta = OnnxModel(root / ONNX_MODEL).session.get_modelmeta().custom_metadata_map
         card = model_card(
             recipe,
@@ -83,12 +87,13 @@ def main() -> None:
             to_model_input(images[:2]),
             tags={
                 "git_commit": commit,
-                "data_md5": data_md5,
+                **{f"data_md5.{split}": md5 for split, md5 in data_md5.items()},
                 "recipe": recipe,
                 "fit_on": spec.fit_on,
                 "selected_on": spec.selected_on,
             },
             description=card,
+            trained_by=train_run_of(checkpoint.parent, recipe),
         )
         log_outcome(run.info.run_id, figures, {}, [metrics])
     onnx = figures["onnx"]

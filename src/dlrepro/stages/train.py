@@ -74,9 +74,10 @@ def main() -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg, recipe, classes, train[:2], val[:2])
     model = build_classifier(cfg, recipe, classes)
+    options = runs.trainer_options(cfg, recipe)
     try:
         trainer, callbacks = build_trainer(
-            runs.trainer_options(cfg, recipe),
+            options,
             run_dir,
             spec.callbacks,
             callbacks_key=f"recipes.{recipe}.callbacks",
@@ -96,11 +97,13 @@ def main() -> None:
         fresh_dir(run_dir)
     write_json(run_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": False})
 
+    from dlrepro.tracking.lineage import tag_model
     from dlrepro.tracking.logger import mlflow_logger
     from dlrepro.tracking.runs import FINGERPRINT_TAG, interrupted_run, log_outcome, stage_run
     from dlrepro.tracking.store import tracking_uri
 
-    params = {**settings, "data.path": cfg.data.path, "data.seed": cfg.data.seed, "recipe": recipe}
+    params = runs.tracked_params(settings, recipe, options)
+    params |= {"data.path": cfg.data.path, "data.seed": cfg.data.seed}
     splits = [cache / "train", cache / "val"]
     with stage_run(
         "train",
@@ -140,6 +143,7 @@ def main() -> None:
         metrics = write_json(root / paths.METRICS / "train" / f"{recipe}.json", summary)
         write_json(run_dir / runs.RUN_FILE, {"fingerprint": stamp, "finished": True})
         replace_dir(run_dir, out_dir)  # the finished fit replaces the previous model whole
+        tag_model(run.info.run_id, out_dir)  # what evaluate and export find this run by
         # Wall time goes to MLflow only: metrics/ holds what the same inputs reproduce exactly.
         log_outcome(run.info.run_id, {"fit_seconds": fit_seconds}, {}, [metrics, plots])
     chosen = paths.selected_checkpoint(recipe, spec.selected_on)

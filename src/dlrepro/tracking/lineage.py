@@ -1,0 +1,60 @@
+"""Which train run made a model folder's weights, so that what comes after (the evaluate
+stage's test figures, the exported model and its registry version) points back to it.
+
+The train run is tagged with the DVC md5 of the model folder it wrote (MODEL_TAG), the digest
+`dvc.lock` records for that folder; a later stage reading the folder finds the run by the same
+digest, whichever DVC experiment or clone trained it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dlrepro.hashing import dvc_md5
+from dlrepro.tracking.runs import RECIPE_TAG, experiment_id
+
+MODEL_TAG = "dlrepro.model_md5"
+TEST_PREFIX = "test/"  # test figures on the train run: beside its curves, apart from train/val
+
+
+def tag_model(run_id: str, model_dir: Path) -> None:
+    """Record on the train run the digest of the model folder it wrote."""
+    import mlflow
+
+    mlflow.MlflowClient().set_tag(run_id, MODEL_TAG, dvc_md5(model_dir))
+
+
+def train_run_of(model_dir: Path, recipe: str) -> str | None:
+    """The latest finished train run of `recipe` that wrote these exact weights, or None (a model
+    folder trained before the tag existed, or tracked into another store)."""
+    import mlflow
+
+    query = (
+        f"tags.`{MODEL_TAG}` = '{dvc_md5(model_dir)}' and tags.`{RECIPE_TAG}` = '{recipe}' "
+        "and tags.`dlrepro.stage` = 'train' and attributes.status = 'FINISHED'"
+    )
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id("plant")], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return found[0].info.run_id if found else None
+
+
+def log_test_metrics(
+    run_id: str, metrics: Mapping[str, float], model_id: str | None = None, dataset: Any = None
+) -> None:
+    """Test figures as `test/<name>` on the train run (one run per recipe then holds its curves
+    and its test figures, for MLflow's compare view); with `model_id`, also linked to that
+    logged model, measured on `dataset` (an MLflow dataset entity)."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    linked = {"model_id": model_id} if model_id else {}
+    if dataset is not None:
+        linked |= {"dataset_name": dataset.name, "dataset_digest": dataset.digest}
+    batch = [Metric(TEST_PREFIX + k, float(v), now, 0, **linked) for k, v in metrics.items()]
+    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
