@@ -48,9 +48,11 @@ typecheck: $(STAMP)  ## mypy on src/, as [tool.mypy] in pyproject.toml configure
 params: $(STAMP)  ## recompose params.yaml from conf/; overrides: make params ARGS="profile=small"
 	$(PY) -m dlrepro.config.compose $(ARGS)
 
-ui: $(STAMP)      ## MLflow UI on the embedded store, printing links to its model-training view
+ui: $(STAMP)      ## MLflow UI on the embedded store (2 processes), printing links to its model-training view
 	@$(PY) -c "from dlrepro.tracking.store import ui_links; print('\n'.join(ui_links('http://127.0.0.1:5000', 'sqlite:///$(CURDIR)/mlflow.db')))"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+	@echo "(one uvicorn worker and no job runner: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
+		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 bench: $(STAMP)   ## where the time goes: figures and ratios, also in reports/bench.json (untracked)
 	$(PY) -m benchmarks

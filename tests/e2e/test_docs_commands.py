@@ -314,3 +314,32 @@ def test_block_runs_in_a_fresh_copy(block, fresh, scratch):
 @pytest.mark.parametrize("block", _params("pipeline"))
 def test_block_runs_after_the_pipeline(block, pipeline, scratch):
     run_block(block, _copy(pipeline, scratch))
+
+
+COMPARISON = re.compile(r"^\$ (dvc exp show --md .*best_val_acc.*)$", re.M)
+
+
+def markdown_rows(table: str) -> list[dict[str, str]]:
+    """A markdown table (`dvc exp show --md`) as one {column: cell} per row."""
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]  # after the header and its |---| line
+    ]
+
+
+@pytest.mark.slow
+def test_the_documented_comparison_shows_val_and_test_accuracy_per_experiment(pipeline, scratch):
+    (command,) = COMPARISON.findall((REPO / "docs" / "experiments.md").read_text())
+    root = _copy(pipeline, scratch)
+    dvc(root, "exp", "run", "-S", "recipes.text.optimizer.lr=0.0005", "evaluate@text")
+    rows = markdown_rows(_shell(root, command).stdout)
+    assert len(rows) >= 3  # the workspace, the committed baseline and the experiment
+    for row in rows:
+        for column in (
+            "metrics/train/text.json:best_val_acc",
+            "metrics/evaluate/text.json:accuracy",
+        ):
+            assert 0 < float(row[column]) <= 1, (row["Experiment"], column)
+    assert {row["recipes.text.optimizer.lr"] for row in rows} == {"0.001", "0.0005"}

@@ -13,12 +13,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
 
+from dlrepro.report.tables import fmt
+from dlrepro.tracking.store import ui_links
+from helpers.browser import binaries, chromium, shows
 from helpers.killing import KILL_POINTS, repro_killed_at, temporaries
-from helpers.workspace import clone_copy, dvc, ran_stages, run
+from helpers.servers import on_a_free_port, serving
+from helpers.workspace import BIN, clone_copy, dvc, ran_stages, run
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +139,165 @@ def test_case_study_runs_carry_dvc_datasets_system_metrics_and_telling_names(rep
     cpu = client.get_metric_history(train.info.run_id, "system/cpu_utilization_percentage")
     assert cpu and all(0 <= m.value <= 100 * os.cpu_count() for m in cpu)
     assert client.get_metric_history(train.info.run_id, "system/system_memory_usage_megabytes")
+
+
+def test_every_dvc_plot_has_data_and_its_output_folder_is_ignored(repo):
+    """`dvc plots show`: each recipe's curves from the columns its history has (the tuned
+    recipe, fitted on train + val, has no val columns), ROC and confusion per recipe."""
+    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
+    epochs = {
+        recipe: len((repo / "plots" / "train" / recipe / "history.csv").read_text().splitlines())
+        - 1
+        for recipe in ("text", "tuned")
+    }
+    points = {
+        name: len(item["content"]["data"]["values"])
+        for name, items in shown.items()
+        for item in items
+        if item["type"] == "vega"
+    }
+    assert points["loss"] == points["accuracy"] == 2 * epochs["text"] + epochs["tuned"]
+    test_images = (
+        len((repo / "plots" / "evaluate" / "text" / "predictions.csv").read_text().splitlines()) - 1
+    )
+    assert points["confusion-text"] == points["confusion-tuned"] == test_images
+    assert points["roc"] > 4
+    images = [name for name, items in shown.items() if items[0]["type"] == "image"]
+    assert len(images) == 5
+    assert (repo / "dvc_plots").is_dir()
+    assert run(repo, "git", "status", "--porcelain", "dvc_plots").stdout == ""  # ignored
+
+
+def test_mlflow_compares_the_recipes_and_the_registry_leads_back_to_training(repo):
+    """The compare view of `train · text` and `train · tuned` pairs their settings on shared keys
+    and shows each recipe's test figures beside its curves; the registered version points to the
+    train run that made its weights, is aliased `champion`, and its card's per-split digests are
+    the runs' dataset digests (dvc.lock's md5s)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    plant = client.get_experiment_by_name("dlrepro-plant").experiment_id
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    train = {}
+    for recipe in ("text", "tuned"):
+        (train[recipe],) = client.search_runs([plant], f"tags.`dvc.stage` = 'train@{recipe}'")
+        logged = train[recipe].data.params
+        assert not [key for key in logged if key.startswith("recipes.")]
+        written = json.loads((repo / "metrics" / "evaluate" / f"{recipe}.json").read_text())
+        metrics = train[recipe].data.metrics
+        assert metrics["test/accuracy"] == written["accuracy"]  # evaluate's figure, exactly
+        assert "train/loss" in metrics
+    text, tuned = (train[r].data.params for r in ("text", "tuned"))
+    assert (text["optimizer._target_"], tuned["optimizer._target_"]) == (
+        "torch.optim.Adam",
+        "torch.optim.AdamW",
+    )
+    assert tuned["trainer.precision"] == params["recipes"]["tuned"]["trainer"]["precision"]
+
+    version = client.get_model_version_by_alias("plant-cnn", "champion")
+    recipe = version.tags["recipe"]
+    assert version.run_id == train[recipe].info.run_id
+    export = client.get_run(version.tags["export_run_id"])
+    assert export.data.tags["dvc.stage"] == "export"
+    assert client.get_registered_model("plant-cnn").description
+    md5 = {d["path"]: d["md5"] for stage in lock.values() for d in stage.get("deps", [])}
+    for split in ("train", "val", "test"):
+        assert version.tags[f"data_md5.{split}"] == md5[f"data/cache/{split}"]
+        assert md5[f"data/cache/{split}"] in version.description
+    trained_on = {i.dataset.name: i.dataset.digest for i in train[recipe].inputs.dataset_inputs}
+    assert trained_on["plant_disease_dataset/train"] == version.tags["data_md5.train"]
+    (logged_model,) = client.search_logged_models(
+        [plant], filter_string=f"name = 'plant-cnn-{recipe}'"
+    )
+    assert logged_model.source_run_id == train[recipe].info.run_id
+
+
+@pytest.mark.skipif(binaries() is None, reason="chromium and chromium-driver not installed")
+def test_a_team_member_sees_runs_comparison_model_and_report_in_a_browser(repo):
+    """What `make ui` serves, in Debian's headless chromium: the plant experiment's runs, a train
+    run's datasets and test figures, the two recipes compared, the registered model with its
+    alias; then reports/index.html. Screenshots go to test-artifacts/browser/."""
+    import mlflow
+
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    plant = client.get_experiment_by_name("dlrepro-plant").experiment_id
+    runs = {r.info.run_name: r for r in client.search_runs([plant])}
+    train = {recipe: runs[f"train · {recipe}"] for recipe in ("text", "tuned")}
+    accuracy = {
+        recipe: json.loads((repo / "metrics" / "evaluate" / f"{recipe}.json").read_text())[
+            "accuracy"
+        ]
+        for recipe in train
+    }
+    digest = next(
+        i.dataset.digest
+        for i in train["text"].inputs.dataset_inputs
+        if i.dataset.name.endswith("/train")
+    )
+    links = {
+        line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in ui_links("http://BASE", uri)
+    }
+    ui = [str(BIN / "mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
+    ui += ["--workers", "1"]  # as `make ui` runs it, without the job runner
+    lean = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+    def start(port: int):
+        return serving([*ui, "--port", str(port)], port, repo.parent / "ui.log", lean)
+
+    with on_a_free_port(start) as base, chromium() as browser:
+
+        def at(link: str) -> str:
+            return link.replace("http://BASE", base)
+
+        shows(
+            browser,
+            at(links["dlrepro-plant"]),
+            "train · text",
+            "train · tuned",
+            f"plant_disease_dataset/train ({digest})",
+            screenshot="runs",
+        )
+        run_page = f"{base}/#/experiments/{plant}/runs/{train['tuned'].info.run_id}"
+        shows(
+            browser,
+            f"{run_page}?workflowType=machine_learning",
+            "test/accuracy",
+            "train/loss",
+            "plant_disease_dataset/train",
+            screenshot="train-run",
+        )
+        ids = quote(json.dumps([train["text"].info.run_id, train["tuned"].info.run_id]))
+        compared = shows(
+            browser,
+            f"{base}/#/compare-runs?runs={ids}&experiments={quote(json.dumps([plant]))}"
+            "&workflowType=machine_learning",
+            "optimizer._target_",
+            "torch.optim.Adam",
+            "torch.optim.AdamW",
+            "test/accuracy",
+            screenshot="compare",
+        )
+        assert "recipes.text." not in compared and "recipes.tuned." not in compared
+        shows(
+            browser,
+            at(links["model registry"]).replace("#/models?", "#/models/plant-cnn?"),
+            "champion",
+            "Tells healthy from diseased",
+            screenshot="registered-model",
+        )
+        report = shows(
+            browser,
+            (repo / "reports" / "index.html").as_uri(),
+            "Contents",
+            "Case study",
+            screenshot="report",
+        )
+        recipes = report[report.rindex("Recipes, side by side") :]  # the section, not its link
+        for recipe, value in accuracy.items():
+            rows = [line.split() for line in recipes.splitlines() if line.startswith(f"{recipe} ")]
+            assert any(fmt(value) in row for row in rows), (recipe, value, rows)
 
 
 def test_kill_9_in_the_middle_of_every_stage_loses_nothing(repo, tmp_path_factory):

@@ -96,16 +96,17 @@ def refusal(uri: str, err: BaseException) -> str:
 
 
 def ui_links(base_url: str, uri: str | None = None) -> list[str]:
-    """One line per dlrepro experiment, and the registry, each a link that opens MLflow's UI in
-    its model-training view. MLflow 3.17 takes the view from the `workflowType` query (else the
-    browser's stored choice) and otherwise opens every experiment on its GenAI overview."""
+    """One line per dlrepro experiment (on its runs table), and the registry, each a link that
+    opens MLflow's UI in its model-training view. MLflow 3.17 takes the view from the
+    `workflowType` query, else from the browser's stored choice (the sidebar's switch), else
+    GenAI, whatever the experiment's kind; its root page is always the GenAI-first home."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri or tracking_uri())
     experiments = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
     base = base_url.rstrip("/")
     lines = [
-        f"{e.name}: {base}/#/experiments/{e.experiment_id}?{UI_MODE}"
+        f"{e.name}: {base}/#/experiments/{e.experiment_id}/runs?{UI_MODE}"
         for e in sorted(experiments, key=lambda e: e.name)
     ]
     return [*lines, f"model registry: {base}/#/models?{UI_MODE}"]
