@@ -51,14 +51,21 @@ def source(tmp_path_factory) -> Path:
     return root
 
 
-def kill_when(command: list[str], ready, timeout: float = 120) -> None:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def kill_when(command: list[str], ready, log: Path, timeout: float = 120) -> None:
+    """Run `command`, SIGKILL it the moment `ready()` holds; fail if it never does."""
+    with log.open("w") as errors:  # a file: a pipe nobody reads could block the child
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
     deadline = time.monotonic() + timeout
     while not ready() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert process.poll() is None, "the ingest ended before the kill point"
-    process.send_signal(signal.SIGKILL)
+    reached = ready()
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    assert reached, (
+        f"the kill point was not reached (exit {process.returncode}):\n{log.read_text()}"
+    )
+    assert process.returncode == -signal.SIGKILL, "the ingest ended before the kill point"
 
 
 @pytest.mark.parametrize("point", ["decoding", "writing splits"])
@@ -69,8 +76,9 @@ def test_kill_during_prepare_loses_nothing_and_leaves_nothing(source, tmp_path, 
 
     work = tmp_path / "work"
     cache = work / "cache"
-    ingest(source, cache, image_size=64, min_side=8)  # the previous version, complete
+    ingest(source, cache, image_size=48, min_side=8)  # a previous version, complete and different
     before = digests(cache)
+    assert before.keys() == expected.keys() and before != expected  # so a torn cache would show
 
     def staging() -> list[Path]:
         return list(work.glob(".dlrepro-tmp-*"))
@@ -79,7 +87,7 @@ def test_kill_during_prepare_loses_nothing_and_leaves_nothing(source, tmp_path, 
         "decoding": lambda: any(s.joinpath("images.u8").exists() for s in staging()),
         "writing splits": lambda: any(s.joinpath("cache", "val").exists() for s in staging()),
     }[point]
-    kill_when([sys.executable, "-c", INGEST, str(source), str(cache)], ready)
+    kill_when([sys.executable, "-c", INGEST, str(source), str(cache)], ready, tmp_path / "log")
     assert digests(cache) == before  # the old cache is whole
     assert not any(p.name.startswith(".") for p in cache.rglob("*"))  # nothing inside it
 

@@ -177,12 +177,31 @@ def test_a_ctrl_c_during_a_tracking_write_takes_effect_when_the_write_ends():
     assert steps == ["write finished", "second write"]
 
 
-def test_the_stage_logger_is_lightnings_mlflow_logger_with_guarded_writes(tmp_path):
+def test_the_stage_logger_is_lightnings_mlflow_logger_with_guarded_writes(tmp_path, monkeypatch):
+    """A Ctrl-C that arrives while the logger writes lets the write finish, then interrupts."""
+    import os
+    import signal
+
+    from mlflow.tracking import MlflowClient
     from pytorch_lightning.loggers import MLFlowLogger
 
     logger = mlflow_logger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert isinstance(logger, MLFlowLogger)
     logger.log_metrics({"val/acc": 0.5}, step=0)
+    real_log_batch = MlflowClient.log_batch
+
+    def pressed_mid_write(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the write is under way
+        return real_log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", pressed_mid_write)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            logger.log_metrics({"val/acc": 0.75}, step=1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.undo()
     logger.finalize()
     history = logger.experiment.get_metric_history(logger.run_id, "val/acc")
-    assert [(m.step, m.value) for m in history] == [(0, 0.5)]
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.75)]  # the cut write landed

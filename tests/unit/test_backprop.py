@@ -90,6 +90,9 @@ def test_twin_trains_like_the_numpy_code(result):
 
 
 def test_trace_and_findings_show_what_the_code_prints(result):
+    # Pinned from the text's numpy program run as written (chapters/backprop/text_code.py,
+    # seeded with curriculum.backprop.seed from params.yaml; float64): what a reader who runs it
+    # sees. The text's own printed values are the findings' `text`, and differ.
     lines = result.trace.splitlines()
     assert lines[0] == "Epoch 0 - Loss: 0.2759"
     assert lines[9] == "Epoch 9000 - Loss: 0.0003"

@@ -85,6 +85,9 @@ def test_every_logged_loss_and_output_of_the_twin_within_1e6_relative(result):
 
 
 def test_trace_is_what_the_code_prints(result):
+    # Pinned from the text's numpy program run as written (chapters/mlp_xor/text_code.py,
+    # seeded with curriculum.mlp_xor.seed from params.yaml; float64): what a reader who runs it
+    # sees. The text's own printed values are the findings' `text`, and differ.
     lines = result.trace.splitlines()
     assert lines[0] == "Epoch 0 - Loss: 0.2511"
     assert lines[9] == "Epoch 9000 - Loss: 0.0004"

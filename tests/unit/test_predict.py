@@ -238,3 +238,52 @@ def test_errors_and_predictions_come_in_file_order_on_one_terminal(model_file, l
     names = [Path(line.split(": ")[1 if line.startswith("error") else 0]).name
              for line in terminal.getvalue().splitlines()]  # fmt: skip
     assert names == sorted(names) and "broken.jpg" in names
+
+
+def checkpoint_of(model: LeafClassifier, path: Path) -> Path:
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_a_checkpoint_named_with_model_predicts_as_the_network_does(leaves, tmp_path, capsys):
+    model = tiny_model()
+    checkpoint = checkpoint_of(model, tmp_path / "chosen.ckpt")
+    main(["predict", "--model", str(checkpoint), "--format", "json", str(leaves / "a.jpg")])
+    (answer,) = json.loads(capsys.readouterr().out)
+    probabilities = torch_probabilities(model, load_square_rgb(leaves / "a.jpg", SIZE).rgb[None])
+    assert [answer["probabilities"][c] for c in CLASSES] == pytest.approx(
+        probabilities[0], abs=1e-6
+    )
+
+
+def test_a_checkpoint_without_class_names_is_one_line(leaves, tmp_path, capsys):
+    model = plant_cnn(image_size=SIZE, conv_channels=(4, 8), dense_units=8, class_names=None)
+    checkpoint = checkpoint_of(model, tmp_path / "nameless.ckpt")
+    with pytest.raises(SystemExit) as done:
+        main(["predict", "--model", str(checkpoint), str(leaves / "a.jpg")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {checkpoint}: the checkpoint names no classes (class_names)\n"
+
+
+def test_a_reader_that_stops_early_ends_predict_quietly(model_file, leaves, tmp_path):
+    """`dlrepro predict folder | head -1`: exit 1 and no broken-pipe traceback."""
+    many = tmp_path / "many"
+    many.mkdir()
+    image = cv2.imread(str(leaves / "a.jpg"))
+    for i in range(400):
+        cv2.imwrite(str(many / f"{i:03d}.png"), image)
+    dlrepro = Path(sys.executable).parent / "dlrepro"  # the console script
+    command = [str(dlrepro), "predict", "--model", str(model_file), str(many)]
+    pipeline = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {' '.join(command)} | head -1"],
+        capture_output=True,
+        text=True,
+    )
+    (line,) = pipeline.stdout.splitlines()
+    assert line.startswith(f"{many / '000.png'}: Prediction: ")
+    assert pipeline.returncode == 1
+    assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr
