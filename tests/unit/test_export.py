@@ -153,6 +153,31 @@ def test_exports_are_byte_identical_across_runs(tmp_path):
     assert contents[0] == contents[1]
 
 
+def test_one_trace_for_both_files_writes_the_bytes_of_exporting_the_module(tmp_path):
+    """The export traces the model once and translates that program to ONNX: the plain way,
+    `torch.onnx.export` of the module itself, must give the same file, byte for byte."""
+    model = write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    plain = torch.onnx.export(
+        export.ProbabilityModel(model).eval(),
+        (torch.zeros(2, 3, 32, 32),),
+        dynamo=True,
+        input_names=[export.INPUT_NAME],
+        output_names=[export.OUTPUT_NAME],
+        dynamic_shapes={export.INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+        external_data=False,
+        verbose=False,
+    )
+    assert plain is not None
+    plain.model.metadata_props.update(export.onnx_metadata(model))
+    for node in plain.model.graph.all_nodes():
+        node.metadata_props.pop(export.STACK_TRACE_KEY, None)
+    plain.save(tmp_path / "plain.onnx", external_data=False)
+    export_checkpoint(
+        tmp_path / "best.ckpt", tmp_path / "m.onnx", tmp_path / "m.pt2", random_images(4, 32)
+    )
+    assert (tmp_path / "m.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()
+
+
 def test_preprocessing_without_torch_equals_trainings(tmp_path):
     images = random_images(5, 16)
     np.testing.assert_array_equal(to_model_input(images), images_to_tensor(images).numpy())
@@ -241,8 +266,13 @@ def test_export_stage_writes_outputs_and_registers_a_changed_model_once(tmp_path
     assert version.tags["recipe"] == "tuned" and version.tags["fit_on"] == "train+val"
     assert version.tags["selected_on"] == "last_epoch"
     card = version.description
-    assert "recipe `tuned`** (fitted on train+val; weights selected on: last_epoch)" in card
-    assert "recipe `tuned`" in card and "accuracy 0.500, F1 0.250, ROC AUC 0.750" in card
+    # its first line plain text: the versions list shows it unrendered
+    assert card.startswith(
+        "plant-cnn, recipe tuned: fitted on train+val, weights selected on last_epoch.\n"
+    )
+    assert "accuracy 0.500, F1 0.250, ROC AUC 0.750" in card
+    assert version.run_id == version.tags["export_run_id"]  # no train run in this store
+    assert client.get_model_version_by_alias("plant-cnn", "champion").version == 1
     assert "float32 NCHW (N, 3, 32, 32), RGB" in card and "dvc repro export" in card
     metrics = json.loads((tmp_path / "metrics" / "export.json").read_text())
     assert metrics["onnx"]["images"] == metrics["torch_export"]["images"] == 8

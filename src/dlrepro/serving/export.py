@@ -74,36 +74,68 @@ def _example_and_shapes(model: LeafClassifier) -> tuple[tuple[torch.Tensor], dic
     return example, {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}}
 
 
-def export_onnx(model: LeafClassifier, path: str | Path, min_side: int = DEFAULT_MIN_SIDE) -> Path:
-    """Write `model` (with its output activation) as one self-contained ONNX file with metadata."""
-    path = Path(path)
-    example, shapes = _example_and_shapes(model)
-    program = torch.onnx.export(
-        ProbabilityModel(model).eval(),
-        example,
-        dynamo=True,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes=shapes,
-        external_data=False,
-        verbose=False,
-    )
-    assert program is not None  # None only without dynamo=True
-    program.model.metadata_props.update(onnx_metadata(model, min_side))
-    for node in program.model.graph.all_nodes():
-        node.metadata_props.pop(STACK_TRACE_KEY, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    program.save(path, external_data=False)
-    return path
-
-
-def export_program(model: LeafClassifier, path: str | Path) -> Path:
-    """Write `model` (with its output activation) as a `torch.export` program archive."""
-    path = Path(path)
+def exported_program(model: LeafClassifier) -> torch.export.ExportedProgram:
+    """`model` (with its output activation) traced once by `torch.export`, batch size dynamic,
+    without stack traces (they hold this machine's paths): the source of both exports."""
     example, shapes = _example_and_shapes(model)
     program = torch.export.export(ProbabilityModel(model).eval(), example, dynamic_shapes=shapes)
     for node in program.graph.nodes:
         node.meta.pop("stack_trace", None)
+    return program
+
+
+def export_onnx(
+    model: LeafClassifier,
+    path: str | Path,
+    min_side: int = DEFAULT_MIN_SIDE,
+    program: torch.export.ExportedProgram | None = None,
+) -> Path:
+    """Write `model` (with its output activation) as one self-contained ONNX file with metadata,
+    translated from `program` (`exported_program(model)`, traced here when not given)."""
+    path = Path(path)
+    onnx_program = torch.onnx.export(
+        program if program is not None else exported_program(model),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        external_data=False,
+        verbose=False,
+    )
+    assert onnx_program is not None  # None only without dynamo=True
+    _name_the_batch_dimension(onnx_program.model.graph)
+    onnx_program.model.metadata_props.update(onnx_metadata(model, min_side))
+    for node in onnx_program.model.graph.all_nodes():
+        node.metadata_props.pop(STACK_TRACE_KEY, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx_program.save(path, external_data=False)
+    return path
+
+
+def _name_the_batch_dimension(graph: Any) -> None:
+    """Call the input's symbolic first dimension `batch` everywhere (a program traced by
+    `torch.export` names it after its symbol, e.g. `s34`), as an export from the module does."""
+    import onnx_ir as ir
+
+    symbol = graph.inputs[0].shape[0]
+    if not isinstance(symbol, ir.SymbolicDim):
+        return
+
+    def renamed(dim: Any) -> Any:
+        return "batch" if isinstance(dim, ir.SymbolicDim) and dim.value == symbol.value else dim
+
+    values = [*graph.inputs, *graph.outputs, *(o for n in graph.all_nodes() for o in n.outputs)]
+    for value in values:
+        if value.shape is not None:
+            value.shape = ir.Shape([renamed(dim) for dim in value.shape])
+
+
+def export_program(
+    model: LeafClassifier, path: str | Path, program: torch.export.ExportedProgram | None = None
+) -> Path:
+    """Write `model` (with its output activation) as a `torch.export` program archive: `program`
+    (`exported_program(model)`, traced here when not given)."""
+    path = Path(path)
+    program = program if program is not None else exported_program(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # torch warns about weights it cannot place on a device; ours are all on the CPU
@@ -183,8 +215,9 @@ def export_checkpoint(
     reference = torch_probabilities(model, test_images, batch_size)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with staging_dir(onnx_path) as staging:  # beside the outputs, swept if a run was killed
-        staged_onnx = export_onnx(model, staging / onnx_path.name, min_side)
-        staged_program = export_program(model, staging / program_path.name)
+        program = exported_program(model)  # traced once, for both files
+        staged_onnx = export_onnx(model, staging / onnx_path.name, min_side, program)
+        staged_program = export_program(model, staging / program_path.name, program)
         figures = {
             "onnx": check_parity(
                 "ONNX",
