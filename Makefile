@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # DVC runs each stage's `python -m ...` through the shell: the venv must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast lint typecheck params ui bench keras-env clean docs docs-serve
+.PHONY: help setup repro test test-fast test-random mutation lint typecheck params ui bench keras-env clean docs docs-serve
 
 # The first target, so a bare `make` lists the targets: each target's `## ` comment is its line.
 help:             ## list the targets with what they do
@@ -36,6 +36,15 @@ test: $(STAMP)    ## unit + end-to-end tests, then `make lint` (ruff check, ruff
 
 test-fast: $(STAMP)  ## the unit tests (tests/unit, not slow): a few minutes
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit -m "not slow"
+
+test-random: $(STAMP)  ## the unit tests in a random order (RANDOM_SEED=n repeats one): no test may lean on another
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit -m "not slow" --random-order \
+		$(if $(RANDOM_SEED),--random-order-seed=$(RANDOM_SEED))
+
+mutation: $(STAMP)  ## mutation testing of the pure modules ([tool.mutmut]); per-module scores: docs/contributing.md
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(PY) tools/mutation_scores.py
 
 lint: $(STAMP)    ## ruff check and ruff format --check on src, tests and benchmarks, then typecheck
 	$(BIN)/ruff check src tests benchmarks
