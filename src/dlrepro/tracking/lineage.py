@@ -8,9 +8,9 @@ digest, whichever DVC experiment or clone trained it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from dlrepro.hashing import dvc_md5
 from dlrepro.tracking.runs import RECIPE_TAG, experiment_id
@@ -41,20 +41,16 @@ def train_run_of(model_dir: Path, recipe: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
-def log_test_metrics(
-    run_id: str, metrics: Mapping[str, float], model_id: str | None = None, dataset: Any = None
-) -> None:
-    """Test figures as `test/<name>` on the train run (one run per recipe then holds its curves
-    and its test figures, for MLflow's compare view); with `model_id`, also linked to that
-    logged model, measured on `dataset` (an MLflow dataset entity)."""
-    import time
-
+def log_test_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
+    """Test figures as `test/<name>` on the train run: one run per recipe then holds its curves
+    and its test figures, for MLflow's compare view."""
     import mlflow
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    linked = {"model_id": model_id} if model_id else {}
-    if dataset is not None:
-        linked |= {"dataset_name": dataset.name, "dataset_digest": dataset.digest}
-    batch = [Metric(TEST_PREFIX + k, float(v), now, 0, **linked) for k, v in metrics.items()]
-    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
+    mlflow.MlflowClient().log_batch(
+        run_id,
+        metrics=[
+            Metric(TEST_PREFIX + key, float(value), int(time.time() * 1000), 0)
+            for key, value in metrics.items()
+        ],
+    )
