@@ -100,9 +100,20 @@ def staging_dir(target: Path) -> Iterator[Path]:
         yield Path(d)
 
 
+def refuse_link(target: Path) -> None:
+    """DataError when `target`, an output folder, is a symbolic link: replacing it would
+    replace the link, and what it points to would be left stale. Stages call it before work."""
+    if Path(target).is_symlink():
+        raise DataError(
+            f"{target}: a symbolic link where dlrepro writes an output folder; replace it with a "
+            "folder (DVC's cache links files, never this folder)"
+        )
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put the finished folder `new` in the place of `target` (two renames, then the old copy
     is removed), so readers see the old complete folder or the new one."""
+    refuse_link(target)
     old = target.parent / f"{temp_prefix(target.name)}old"
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -115,11 +126,7 @@ def replace_dir(new: Path, target: Path) -> None:
 def new_dir(target: Path) -> Iterator[Path]:
     """An empty folder to write `target`'s new contents into; when the block ends without an
     error it replaces `target` whole, otherwise `target` is left as it was."""
-    if target.is_symlink():
-        raise DataError(
-            f"{target}: a symbolic link where dlrepro writes an output folder; replace it with a "
-            "folder (DVC's cache links files, never this folder)"
-        )
+    refuse_link(target)
     with staging_dir(target) as work:
         staged = work / target.name
         staged.mkdir()

@@ -133,8 +133,8 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
-def refused_in_one_line(root: Path, words: str) -> None:
-    done = run(root, sys.executable, "-m", "dlrepro.stages.train", "text", check=False)
+def refused_in_one_line(root: Path, words: str, stage: tuple[str, ...] = ("train", "text")) -> None:
+    done = run(root, sys.executable, "-m", f"dlrepro.stages.{stage[0]}", *stage[1:], check=False)
     assert done.returncode == 2, done.stdout[-1500:] + done.stderr[-1500:]
     assert "Traceback" not in done.stderr
     errors = [x for x in done.stderr.splitlines() if x.startswith("error:")]
@@ -171,3 +171,17 @@ def test_train_on_a_full_disk_or_a_read_only_folder_keeps_the_model(tmp_path):
         assert folder_bytes(model) == before
     finally:
         subprocess.run(["umount", str(models)], check=True)
+
+    # The export of that model, then its folder read-only: the export ends in one line too.
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("  recipe: tuned", "  recipe: text"))
+    dvc(root, "repro", "export")
+    exported = root / "models"
+    before = {p.name: p.read_bytes() for p in exported.iterdir() if p.is_file()}
+    mount("--bind", str(exported), str(exported))
+    try:
+        mount("-o", "remount,ro,bind", str(exported))
+        refused_in_one_line(root, "read-only file system", ("export",))
+        assert {p.name: p.read_bytes() for p in exported.iterdir() if p.is_file()} == before
+    finally:
+        subprocess.run(["umount", str(exported)], check=True)

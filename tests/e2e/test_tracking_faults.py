@@ -366,3 +366,62 @@ def test_runs_of_a_killed_stage_end_failed_at_its_next_start_unless_resumed(serv
         assert client.get_run(other).info.status == "RUNNING"
     assert client.get_run(resumed).info.status == "FINISHED"
     assert ENDED_TAG not in client.get_run(resumed).data.tags
+
+
+@pytest.mark.slow
+def test_train_keeps_its_model_when_the_folder_is_a_link_or_the_server_dies_mid_fit(tmp_path):
+    """The text recipe trained once (small profile, embedded store); then two reruns that must
+    train again (a finished run of other settings recorded): with the model folder replaced by
+    a symbolic link, refused before the fit; with a real server killed after the first epoch's
+    checkpoint, one line naming the server. The model folder is byte for byte what it was."""
+    import json
+    import shutil
+
+    import yaml
+
+    from helpers.workspace import clone_copy, dvc, run
+
+    root = clone_copy(tmp_path / "ws")
+    dvc(root, "repro", "train@text")
+    model = root / "models" / "plant_cnn" / "text"
+    (model / "run.json").write_text(json.dumps({"fingerprint": "other", "finished": True}))
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+
+    def one_line(done: subprocess.CompletedProcess, words: str) -> None:
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        errors = error_lines(done.stderr)
+        assert len(errors) == 1 and words in errors[0], done.stderr[-2000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(model, elsewhere)
+    model.symlink_to(elsewhere)
+    train = (sys.executable, "-m", "dlrepro.stages.train", "text")
+    one_line(run(root, *train, check=False), "a symbolic link where dlrepro writes")
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before
+    model.unlink()
+    shutil.move(elsewhere, model)
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["recipes"]["text"]["max_epochs"] = 50  # still fitting when the server dies
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with mlflow_server(tmp_path / "server", None) as uri:
+        from helpers.workspace import env
+
+        child = subprocess.Popen(
+            train,
+            cwd=root,
+            env=env(root, MLFLOW_TRACKING_URI=uri, **FAST),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first_epoch = root / "models" / "plant_cnn" / ".dlrepro-run-text" / "last.ckpt"
+        deadline = time.monotonic() + 300
+        while not first_epoch.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first_epoch.exists(), "the fit never saved its first epoch"
+        kill_listener(uri)
+        _, stderr = child.communicate(timeout=300)
+    one_line(subprocess.CompletedProcess(train, child.returncode, "", stderr), "not reachable")
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before

@@ -36,7 +36,7 @@ from dlrepro.data.layout import (
 )
 from dlrepro.data.partition import SPLITS, assign_splits, drop_leaks, duplicates
 from dlrepro.errors import ConfigError, DataError
-from dlrepro.outputs import replace_dir, staging_dir, write_json
+from dlrepro.outputs import refuse_link, replace_dir, staging_dir, write_json
 
 
 @dataclass
@@ -97,6 +97,7 @@ def ingest(
     candidates = collect_candidates(source, layout, skipped, ignored)
     require_train_files(source, layout, candidates, skipped)
 
+    refuse_link(cache_dir)  # before decoding, not after it
     with staging_dir(cache_dir) as work:
         new_cache = work / "cache"
         staging = np.memmap(

@@ -26,6 +26,7 @@ from dlrepro.hashing import dvc_md5
 from dlrepro.outputs import (
     fresh_dir,
     new_dir,
+    refuse_link,
     replace_dir,
     save_figure,
     write_csv,
@@ -70,6 +71,7 @@ def main() -> None:
 
     # Everything that can fail on config is built before any output is touched.
     out_dir = root / paths.recipe_model_dir(recipe)
+    refuse_link(out_dir)  # before the fit, not after it
     run_dir = root / paths.recipe_run_dir(recipe)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg, recipe, classes, train[:2], val[:2])
