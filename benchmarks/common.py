@@ -153,15 +153,16 @@ def last_line(text: str) -> str:
 
 
 def generate_and_prepare(
-    leaves: Path, cache: Path, data: DataConfig, train: int, test: int
+    leaves: Path, cache: Path, data: DataConfig, train: int, test: int, design: int = 0
 ) -> tuple[float, float]:
-    """`train` + `test` generated leaves in `leaves`, prepared into `cache` with `data`'s
-    settings as the prepare stage would: (seconds generating, seconds preparing)."""
+    """`train` + `test` (+ `design`, in design/) generated leaves in `leaves`, prepared into
+    `cache` with `data`'s settings as the prepare stage would: (seconds generating, seconds
+    preparing)."""
     from dlrepro.data.ingest import ingest
     from dlrepro.data.leaves import generate_dataset
 
     start = time.perf_counter()
-    generate_dataset(leaves, train, test, data.seed, data.raw_size)
+    generate_dataset(leaves, train, test, data.seed, data.raw_size, design)
     generated = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # its "Found N images" lines
         ingest(
@@ -172,6 +173,7 @@ def generate_and_prepare(
             data.seed,
             data.min_side,
             data.val_fraction,
+            0.0 if design else data.design_fraction,  # a design/ folder is the design split
         )
     return generated - start, time.perf_counter() - generated
 

@@ -1,11 +1,11 @@
 """The recipes section: train@text beside train@tuned, once per seed.
 
 Each recipe's test accuracy and fit time, the tuned/text time ratio, and with `--design N` each
-selected model's accuracy on N further generated leaves (a design set no split of the pipeline
-holds), with its errors among them by what the generator drew (interveinal chlorosis, mild
-blight, early spots, ...); with `--train-leaves N`, both trained on N other generated leaves
-instead of the pipeline's, to see what more data buys. Each run is the real train stage
-(`benchmarks.train_stage`).
+selected model's accuracy on the first N leaves of the pipeline's design split (generated with
+`data.seed` + 1: neither train, val nor test), with its errors among them by what the generator
+drew (interveinal chlorosis, mild blight, early spots, ...); with `--train-leaves N`, both
+trained on N other generated leaves instead of the pipeline's, to see what more data buys. Each
+run is the real train stage (`benchmarks.train_stage`).
 """
 
 from __future__ import annotations
@@ -43,17 +43,21 @@ def other_leaves(folder: Path, seed_offset: int, train: int, test: int) -> Path:
     return cache
 
 
-DESIGN_SEED_OFFSET = 1  # the design set's leaves: data.seed + 1
-MORE_SEED_OFFSET = 2  # --train-leaves' leaves: data.seed + 2
+MORE_SEED_OFFSET = 2  # --train-leaves' leaves: data.seed + 2 (the design split's: data.seed + 1)
 MILD = 0.5  # `leaf_group`: a leaf with one blight or spots below this severity is mild
 
 
 def design_set(tmp: Path, size: int) -> Path:
-    """`size` leaves with `data.seed` + 1 (a cache whose test split holds them): images no
-    split of the pipeline's dataset holds, to compare recipes on more images than val's
-    without touching test."""
-    # The fewest train images ingest accepts (val takes one per class): only `test` is read.
-    return other_leaves(tmp / "design", DESIGN_SEED_OFFSET, train=4, test=size)
+    """The first `size` leaves of the pipeline's design split (the generator's design/ folder,
+    drawn with `data.seed` + 1), in a cache whose `design` split holds them, prepared as the
+    prepare stage prepares it: images no other split holds, to compare recipes on more images
+    than val's without touching test."""
+    data = load_config(paths.repo_root() / "params.yaml").data
+    folder = tmp / "design"
+    # The fewest train and test leaves ingest accepts (val takes one per class): only the
+    # design split is read.
+    generate_and_prepare(folder / paths.LEAVES.name, folder / "cache", data, 4, 2, design=size)
+    return folder / "cache"
 
 
 def leaf_group(drawn: dict[str, Any]) -> str:
@@ -77,10 +81,9 @@ def design_groups(design_cache: Path) -> list[str]:
     from dlrepro.data.leaves import describe_leaf
 
     data = load_config(paths.repo_root() / "params.yaml").data
-    rows = json.loads((design_cache / "test" / "manifest.json").read_text())["paths"]
-    seed = data.seed + DESIGN_SEED_OFFSET
-    return [
-        leaf_group(describe_leaf(seed, row, data.raw_size))
+    rows = json.loads((design_cache / "design" / "manifest.json").read_text())["paths"]
+    return [  # a design/ path: describe_leaf draws it with data.seed + 1, as the generator did
+        leaf_group(describe_leaf(data.seed, row, data.raw_size))
         for row in tqdm(rows, desc="design leaves described", unit="img", disable=None)
     ]
 

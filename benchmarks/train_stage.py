@@ -143,7 +143,9 @@ def run_train_stage(
         "test_acc": checkpoint_answers(selected, cache)[0],
     }
     if design_cache is not None:
-        run["design_acc"], run["design_right"] = checkpoint_answers(selected, design_cache)
+        run["design_acc"], run["design_right"] = checkpoint_answers(
+            selected, design_cache, "design"
+        )
     return run
 
 
@@ -160,15 +162,17 @@ def epoch_seconds(stamps: list[list[float]]) -> list[float]:
     return [round(max(times) - min(times), 2) for _, times in sorted(ends.items())]
 
 
-def checkpoint_answers(checkpoint: Path, cache: Path) -> tuple[float, list[bool]]:
-    """The checkpoint's accuracy on `cache`'s test split (as `evaluate` measures it), and per
+def checkpoint_answers(
+    checkpoint: Path, cache: Path, split: str = "test"
+) -> tuple[float, list[bool]]:
+    """The checkpoint's accuracy on `cache`'s `split` (as `evaluate` measures it), and per
     image, in the split's order, whether its answer was right."""
     from dlrepro.data.cache import load_split
     from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
 
     model = load_checkpoint(checkpoint)
-    images, labels, classes = load_split(cache, "test")
+    images, labels, classes = load_split(cache, split)
     metrics = evaluate(model, images, labels, classes)
     right = [p == t for p, t in zip(metrics["predictions"], metrics["labels"], strict=True)]
     return metrics["accuracy"], right

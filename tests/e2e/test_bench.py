@@ -231,7 +231,7 @@ def test_design_set_holds_new_leaves_of_both_classes(tmp_path: Path) -> None:
     from dlrepro.config import load_config
     from dlrepro.data.cache import load_split
 
-    images, labels, classes = load_split(design_set(tmp_path / "design", 8), "test")
+    images, labels, classes = load_split(design_set(tmp_path / "design", 8), "design")
     assert len(images) == 8 and sorted(labels.tolist()) == [0] * 4 + [1] * 4
     assert classes == ["Diseased", "Healthy"]
     data = load_config(REPO / "params.yaml").data
@@ -265,7 +265,7 @@ def test_more_leaves_are_neither_the_pipelines_nor_the_design_sets(tmp_path: Pat
         for image in load_split(tmp_path / "own" / "cache", split)[0]
     ]
     assert not any((image == other).all() for image in [*train, *val] for other in own)
-    design, _, _ = load_split(design_set(tmp_path / "design", 8), "test")
+    design, _, _ = load_split(design_set(tmp_path / "design", 8), "design")
     assert not any((image == other).all() for image in test for other in design)
 
 

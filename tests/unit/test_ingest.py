@@ -70,11 +70,13 @@ def test_given_split_is_cached_as_rgb_memmaps_in_sorted_order(tmp_path, capsys):
     assert report.counts == {
         "train": {"Diseased": 3, "Healthy": 3},
         "val": {"Diseased": 0, "Healthy": 0},
+        "design": {"Diseased": 0, "Healthy": 0},  # no design/ folder, no design_fraction
         "test": {"Diseased": 2, "Healthy": 2},
     }
     assert capsys.readouterr().out.splitlines() == [
         "train: Found 6 images belonging to 2 classes.",
         "val: Found 0 images belonging to 2 classes.",
+        "design: Found 0 images belonging to 2 classes.",
         "test: Found 4 images belonging to 2 classes.",
     ]
     assert json.loads(json.dumps(report.to_dict()))["layout"] == "given split"
@@ -89,6 +91,9 @@ def test_rerun_writes_byte_identical_cache(tmp_path):
     )
     assert [str(f) for f in files] == [
         "classes.json",
+        "design/images.npy",  # an empty design split: no design/ folder, no design_fraction
+        "design/labels.npy",
+        "design/manifest.json",
         "test/images.npy",
         "test/labels.npy",
         "test/manifest.json",
@@ -250,6 +255,7 @@ def test_empty_test_class_is_reported_not_fatal(tmp_path):
     assert report.empty_classes == {
         "train": [],
         "val": ["Diseased", "Healthy"],
+        "design": ["Diseased", "Healthy"],
         "test": ["Healthy"],
     }
     assert report.warnings == ["test has no usable image of class 'Healthy'"]
@@ -337,6 +343,7 @@ def test_one_folder_gets_a_seeded_stratified_split(tmp_path):
     assert report.counts == {
         "train": {"blight": 24, "healthy": 16, "rust": 8},
         "val": {"blight": 0, "healthy": 0, "rust": 0},
+        "design": {"blight": 0, "healthy": 0, "rust": 0},
         "test": {"blight": 6, "healthy": 4, "rust": 2},
     }
     assert {"path": ".ipynb_checkpoints", "reason": "hidden"} in report.ignored
@@ -373,6 +380,7 @@ def test_one_folder_class_of_identical_images_stays_in_train(tmp_path):
     assert report.counts == {
         "train": {"a": 3, "b": 4},
         "val": {"a": 0, "b": 0},
+        "design": {"a": 0, "b": 0},
         "test": {"a": 0, "b": 1},
     }
     assert report.warnings == ["test has no usable image of class 'a'"]

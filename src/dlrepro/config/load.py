@@ -171,7 +171,20 @@ def _check_nothing_validates(key: str, recipe: RecipeConfig) -> None:
             )
 
 
+def _check_design(cfg: Config) -> None:
+    """The design split has one source: the generated design/ folder or a share of train."""
+    size, fraction = cfg.data.design_size, cfg.data.design_fraction
+    if size % 2:
+        raise ConfigError(f"data.design_size={size}: must be even (two balanced classes)")
+    if cfg.data.source == "generated" and size > 0 and fraction > 0:
+        raise ConfigError(
+            f"data.design_fraction={fraction}: the generated design/ folder "
+            f"(data.design_size={size}) is the design split already; set one of them to 0"
+        )
+
+
 def _cross_check(cfg: Config) -> None:
+    _check_design(cfg)
     if not isinstance(cfg.trainer.get("_target_"), str):
         raise ConfigError("trainer: needs a `_target_` naming the class to build")
     if "max_epochs" in cfg.trainer:

@@ -31,10 +31,13 @@ class DataConfig:
     path: str = MISSING  # generated: written here; folder: an ImageFolder dataset to ingest
     train_size: int = rule(ge=2)  # generated only
     test_size: int = rule(ge=2)  # generated only
+    design_size: int = rule(ge=0)  # generated only: leaves in design/ (even; 0: none)
     raw_size: int = rule(ge=32, le=1024)  # generated only: side of the written JPEGs
     image_size: int = rule(ge=16, le=1024)  # the network's input side (the text's target_size)
     test_fraction: float = rule(gt=0, lt=1)  # folder without train/test: stratified split
     val_fraction: float = rule(gt=0, lt=1)  # of train, held out for selection (stratified)
+    # of what train has left after val, held out for recipe searches when no design/ folder
+    design_fraction: float = rule(ge=0, lt=1)
     min_side: int = rule(ge=1)  # smaller images are skipped, not upscaled from nothing
     seed: int = rule(ge=0)
     batch_size: int = rule(ge=1)  # training, evaluation and export

@@ -2,8 +2,8 @@
 
 Every file is validated (see `dlrepro.data.images` for the decoding decisions): hidden files,
 files without an image suffix, empty, corrupt, truncated or too small images are skipped and
-listed with their reason in the report, and val/test images that copy an earlier split's are
-dropped (`dlrepro.data.partition`). Pixels are compared after decoding and resizing, so a
+listed with their reason in the report, and val/design/test images that copy an earlier split's
+are dropped (`dlrepro.data.partition`). Pixels are compared after decoding and resizing, so a
 re-encoded copy of a picture counts as the same image: the model would see the same input.
 Decoding streams through a staging memmap, so the disk needs room for the cache twice but RAM
 never holds the dataset. The new cache is built beside cache_dir (never inside it: cache_dir is
@@ -47,16 +47,17 @@ class IngestReport:
     layout: str  # GIVEN_SPLIT or SEEDED_SPLIT
     image_size: int
     min_side: int
-    seed: int  # seeds the test split (one-folder layout only) and the val split
+    seed: int  # seeds the test split (one-folder layout only), val and a carved design split
     test_fraction: float | None  # None for a given split
     val_fraction: float
+    design_fraction: float | None  # None: the design split is a given design/ folder
     classes: list[str]
     counts: dict[str, dict[str, int]]  # split → class → images in the cache
     found: dict[str, str]  # split -> "Found 680 images belonging to 2 classes.", as Keras prints
     skipped: list[dict[str, str]] = field(default_factory=list)  # {path, reason}
     converted: list[dict[str, Any]] = field(default_factory=list)  # {path, conversions}
     conversion_counts: dict[str, int] = field(default_factory=dict)
-    # {split, path, copy_of}: `path` (in val or test) dropped, its pixels equal `copy_of`'s
+    # {split, path, copy_of}: `path` (in val, design or test) dropped, its pixels equal `copy_of`'s
     leaks: list[dict[str, str]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # {split, paths}: all kept
     empty_classes: dict[str, list[str]] = field(default_factory=dict)  # split → no usable image
@@ -75,16 +76,20 @@ def ingest(
     seed: int = 0,
     min_side: int = 16,
     val_fraction: float = 0.15,
+    design_fraction: float = 0.0,
 ) -> IngestReport:
-    """Validate every file under `source` and write the train/val/test cache into `cache_dir`.
+    """Validate every file under `source` and write the train/val/design/test cache into
+    `cache_dir`.
 
     image_size: side of the cached square images. test_fraction: the per-class test share of a
     one-folder dataset (unused for a given train/test split). val_fraction: the per-class share
-    of train carved out as val (0: an empty val split). seed: both draws. min_side: images whose
-    short side is smaller are skipped. Prints one "Found N images belonging to K classes." line per
-    split to stdout. Raises DataError (one line) when the dataset cannot be used.
+    of train carved out as val (0: an empty val split). design_fraction: the per-class share of
+    what train has left carved out as design, when no design/ folder gives it (0: an empty
+    design split). seed: every draw. min_side: images whose short side is smaller are skipped.
+    Prints one "Found N images belonging to K classes." line per split to stdout. Raises
+    DataError (one line) when the dataset cannot be used.
     """
-    _check_arguments(image_size, test_fraction, min_side, val_fraction)
+    _check_arguments(image_size, test_fraction, min_side, val_fraction, design_fraction)
     source, cache_dir = Path(source).resolve(), Path(cache_dir).resolve()
     if not source.is_dir():
         raise DataError(f"{source}: no such folder")
@@ -93,6 +98,11 @@ def ingest(
 
     ignored: list[dict[str, str]] = []
     layout = find_layout(source, ignored)
+    if layout.design_folder and design_fraction > 0:
+        raise ConfigError(
+            f"{source / 'design'}: a design/ folder and data.design_fraction={design_fraction} "
+            "both make a design split; remove the folder or set data.design_fraction=0"
+        )
     skipped: list[dict[str, str]] = []
     candidates = collect_candidates(source, layout, skipped, ignored)
     require_train_files(source, layout, candidates, skipped)
@@ -114,6 +124,7 @@ def ingest(
             test_fraction,
             val_fraction,
             seed,
+            design_fraction,
         )
         leaks = drop_leaks(decoded)
         leaked = {leak["path"] for leak in leaks}
@@ -126,6 +137,7 @@ def ingest(
             seed=seed,
             test_fraction=test_fraction if layout.name == SEEDED_SPLIT else None,
             val_fraction=val_fraction,
+            design_fraction=None if layout.design_folder else design_fraction,
             classes=layout.classes,
             counts={split: _class_counts(kept, split, layout.classes) for split in SPLITS},
             found={},
@@ -159,14 +171,14 @@ def ingest(
         print(f"{split}: {line}")
     if skipped or leaks:
         print(
-            f"Skipped {len(skipped)} files and dropped {len(leaks)} val/test images also in an "
-            "earlier split (see the data report)."
+            f"Skipped {len(skipped)} files and dropped {len(leaks)} val/design/test images also "
+            "in an earlier split (see the data report)."
         )
     return report
 
 
 def _check_arguments(
-    image_size: int, test_fraction: float, min_side: int, val_fraction: float
+    image_size: int, test_fraction: float, min_side: int, val_fraction: float, design: float
 ) -> None:
     if image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
@@ -174,6 +186,8 @@ def _check_arguments(
         raise ConfigError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    if not 0 <= design < 1:
+        raise ConfigError(f"design_fraction must lie in [0, 1), got {design}")
     if min_side < 1:
         raise ConfigError(f"min_side must be at least 1, got {min_side}")
 
@@ -210,8 +224,8 @@ def _class_counts(kept: list[Candidate], split: str, classes: list[str]) -> dict
 
 
 def _check_usable(source: Path, layout: Layout, report: IngestReport) -> None:
-    """Train needs every class; val and test may lack one (a warning), but must hold some images
-    (val only when one is asked for)."""
+    """Train needs every class; val, design and test may lack one (a warning), but must hold some
+    images (val and a carved design only when one is asked for)."""
     for split in SPLITS:
         report.empty_classes[split] = [
             name for name, count in report.counts[split].items() if count == 0
@@ -227,6 +241,13 @@ def _check_usable(source: Path, layout: Layout, report: IngestReport) -> None:
             f"{source}: too few train images to carve a validation split "
             f"(val_fraction={report.val_fraction})"
         )
-    for split in ("val", "test") if report.val_fraction > 0 else ("test",):
+    carved = report.design_fraction or 0.0
+    if carved > 0 and not any(report.counts["design"].values()):
+        raise DataError(
+            f"{source}: too few train images to carve a design split (design_fraction={carved})"
+        )
+    checked = ["val"] if report.val_fraction > 0 else []
+    checked += ["design"] if layout.design_folder or carved > 0 else []
+    for split in [*checked, "test"]:
         for name in report.empty_classes[split]:
             report.warnings.append(f"{split} has no usable image of class '{name}'")

@@ -2,11 +2,11 @@
 
 Two layouts, with class names the sorted class-folder names (as Keras' `flow_from_directory` and
 torchvision's `ImageFolder` number them) and files found recursively inside a class folder:
-`<source>/train/<Class>/` and `<source>/test/<Class>/` (a given split), or `<source>/<Class>/` (one
-folder, split later). A given split needs both folders and test's classes must be train's:
-re-splitting silently, or numbering each folder's classes on its own as Keras does, would change
-what the test accuracy measures. Anything that is not looked into or not an image is recorded
-with its reason.
+`<source>/train/<Class>/` and `<source>/test/<Class>/` (a given split, with an optional
+`<source>/design/<Class>/`), or `<source>/<Class>/` (one folder, split later). A given split needs
+train and test, and test's (and design's) classes must be train's: re-splitting silently, or
+numbering each folder's classes on its own as Keras does, would change what the test accuracy
+measures. Anything that is not looked into or not an image is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dlrepro.data.images import IMAGE_SUFFIXES
 from dlrepro.errors import DataError
 
 SOURCE_SPLITS = ("train", "test")  # the folders of a given split (val is always carved from train)
+DESIGN_SPLIT = "design"  # a given split's optional folder: the design split, else carved from train
 GIVEN_SPLIT = "given split"
 SEEDED_SPLIT = "one folder, seeded split"
 
@@ -41,6 +42,7 @@ class Layout:
     name: str
     classes: list[str]
     class_dirs: list[tuple[str | None, int, Path]]  # (split, label, folder) to collect from
+    design_folder: bool = False  # a given split with a design/ folder
 
 
 def find_layout(source: Path, ignored: list[dict[str, str]]) -> Layout:
@@ -63,19 +65,24 @@ def find_layout(source: Path, ignored: list[dict[str, str]]) -> Layout:
                 "or point at a folder of class folders to split it"
             )
     for folder in top:
-        if folder.name not in SOURCE_SPLITS:
-            ignored.append({"path": _relative(folder, source), "reason": "not train/ or test/"})
+        if folder.name not in (*SOURCE_SPLITS, DESIGN_SPLIT):
+            reason = "not train/, test/ or design/"
+            ignored.append({"path": _relative(folder, source), "reason": reason})
     train_dirs = _visible_subfolders(source / "train", source, ignored)
     classes = [folder.name for folder in train_dirs]
     _require_classes(source / "train", classes)
     class_dirs: list[tuple[str | None, int, Path]] = [
         ("train", label, folder) for label, folder in enumerate(train_dirs)
     ]
-    for folder in _visible_subfolders(source / "test", source, ignored):
-        if folder.name not in classes:
-            raise DataError(f"{folder}: class '{folder.name}' has no folder in train/ ({classes})")
-        class_dirs.append(("test", classes.index(folder.name), folder))
-    return Layout(GIVEN_SPLIT, classes, class_dirs)
+    design = DESIGN_SPLIT in names
+    for split in ("test", DESIGN_SPLIT) if design else ("test",):
+        for folder in _visible_subfolders(source / split, source, ignored):
+            if folder.name not in classes:
+                raise DataError(
+                    f"{folder}: class '{folder.name}' has no folder in train/ ({classes})"
+                )
+            class_dirs.append((split, classes.index(folder.name), folder))
+    return Layout(GIVEN_SPLIT, classes, class_dirs, design_folder=design)
 
 
 def _require_classes(folder: Path, classes: list[str]) -> None:

@@ -1,11 +1,12 @@
 """Which split each decoded image goes to, and the copies that would leak across splits.
 
 A one-folder dataset's test split is drawn per class with `np.random.default_rng(seed)`; val is
-then carved out of train the same way with `default_rng([seed, 1])`, so adding val leaves the
-test split unchanged, and a given test split is never re-drawn. Checkpoint selection, early
-stopping and tuning read val, so test is touched once, by the evaluation. Identical images (equal
-cached pixels) always land on the same side of a draw; a val image equal to a train image, or a
-test image equal to an earlier one, is a leak and is dropped.
+then carved out of train the same way with `default_rng([seed, 1])`, and the design split (when
+no design/ folder gives it) after val with `default_rng([seed, 2])`, so adding val or design
+leaves the earlier splits unchanged, and a given test split is never re-drawn. Checkpoint
+selection, early stopping and tuning read val, recipe searches read design, so test is touched
+once, by the evaluation. Identical images (equal cached pixels) always land on the same side of
+a draw; an image equal to one of an earlier split (order: SPLITS) is a leak and is dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 
 from dlrepro.data.layout import Candidate
 
-SPLITS = ("train", "val", "test")  # the cache's splits, in the order they are written
+SPLITS = ("train", "val", "design", "test")  # the cache's splits, in the order they are written
 VAL_SEED_STREAM = 1  # val is drawn from rng([seed, 1]): the test split's rng(seed) is unchanged
+DESIGN_SEED_STREAM = 2  # design from rng([seed, 2]), after val: val is unchanged
 
 
 def assign_splits(
@@ -28,11 +30,16 @@ def assign_splits(
     test_fraction: float,
     val_fraction: float,
     seed: int,
+    design_fraction: float = 0.0,
 ) -> None:
-    """Set each candidate's split: test first when `draw_test` (the one-folder layout), then val."""
+    """Set each candidate's split: test first when `draw_test` (the one-folder layout), then val,
+    then design (`design_fraction` of what train has left; 0: none carved)."""
     if draw_test:
         _split_by_class(decoded, n_classes, "train", "test", test_fraction, seed)
     _split_by_class(decoded, n_classes, "train", "val", val_fraction, [seed, VAL_SEED_STREAM])
+    if design_fraction > 0:
+        stream = [seed, DESIGN_SEED_STREAM]
+        _split_by_class(decoded, n_classes, "train", "design", design_fraction, stream)
 
 
 def _split_by_class(
@@ -66,8 +73,9 @@ def _split_by_class(
 
 
 def drop_leaks(decoded: list[Candidate]) -> list[dict[str, str]]:
-    """Val images equal to a train image, and test images equal to a train or val image, each
-    paired with the first such earlier image (split order: train, val, test)."""
+    """Images equal to one of an earlier split (order: train, val, design, test), each paired
+    with the first such earlier image: a val copy of a train image, a design copy of a train or
+    val image, a test copy of any."""
     first_seen: dict[str, tuple[str, str]] = {}  # digest -> (split, path) of its first image
     leaks = []
     for split in SPLITS:

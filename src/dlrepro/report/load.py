@@ -80,16 +80,20 @@ class CaseStudy:
         """The text's printed lines against the reproduction's (Lightning on dlrepro's data)."""
         counts = {split: sum(per.values()) for split, per in self.data["counts"].items()}
         classes = len(self.data["classes"])
-        # flow_from_directory counts a folder: dlrepro's train and val together come from train/
-        folders = {"train": counts["train"] + counts["val"], "test": counts["test"]}
+        # flow_from_directory counts a folder: dlrepro's train and val together come from train/,
+        # and design too when carved from it (data.design_fraction), not from a design/ folder
+        carved = counts.get("design", 0) if self.data.get("design_fraction") is not None else 0
+        folders = {"train": counts["train"] + counts["val"] + carved, "test": counts["test"]}
+        held_out = f"; {counts['val']} of them are held out as val" + (
+            f", {carved} as design" if carved else ""
+        )
         text_found = {"train": 800, "test": 200}
         rows = [
             _finding(
                 f"flow_from_directory, {split}",
                 f"Found {text_found[split]} images belonging to 2 classes.",
                 f"Found {folders[split]} images belonging to {classes} classes.",
-                "same dataset layout and size"
-                + (f"; {counts['val']} of them are held out as val" if split == "train" else ""),
+                "same dataset layout and size" + (held_out if split == "train" else ""),
             )
             for split in ("train", "test")
         ]

@@ -1,4 +1,5 @@
-"""DVC stage `generate`: the embedded leaf dataset, in the text's layout, plus a contact sheet.
+"""DVC stage `generate`: the embedded leaf dataset, in the text's layout (plus `design/`, the
+leaves recipes are chosen on), and a contact sheet.
 
 python -m dlrepro.stages.generate
 """
@@ -24,13 +25,19 @@ def main() -> None:
         "test_size": data.test_size,
         "raw_size": data.raw_size,
         "seed": data.seed,
+        "design_size": data.design_size,
     }
     with stage_run("generate", "data", params, inputs=[]) as run:
         out = root / paths.LEAVES
-        counts = generate_dataset(out, data.train_size, data.test_size, data.seed, data.raw_size)
+        counts = generate_dataset(
+            out, data.train_size, data.test_size, data.seed, data.raw_size, data.design_size
+        )
         sheet = contact_sheet(out, SHEET_PER_CLASS, root / paths.PLOTS / "data" / "leaves.png")
         log_outcome(run.info.run_id, {"images": counts}, {}, [sheet])
-    print(f"generate: {data.train_size} train + {data.test_size} test leaves in {paths.LEAVES}")
+    print(
+        f"generate: {data.train_size} train + {data.test_size} test + {data.design_size} design "
+        f"leaves in {paths.LEAVES}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: the validated uint8 cache of the image dataset.
+"""DVC stage `prepare`: the validated uint8 cache of the image dataset (train, val, design, test).
 
 python -m dlrepro.stages.prepare
 """
@@ -31,6 +31,7 @@ def main() -> None:
         "image_size": data.image_size,
         "test_fraction": data.test_fraction,
         "val_fraction": data.val_fraction,
+        "design_fraction": data.design_fraction,
         "min_side": data.min_side,
         "seed": data.seed,
     }
@@ -44,6 +45,7 @@ def main() -> None:
             data.seed,
             data.min_side,
             data.val_fraction,
+            data.design_fraction,
         )
         report.source = data.path  # as configured, not this machine's absolute path
         report_path = write_json(root / paths.REPORTS / "data.json", report.to_dict())

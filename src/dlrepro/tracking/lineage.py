@@ -41,16 +41,16 @@ def train_run_of(model_dir: Path, recipe: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
-def log_test_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
-    """Test figures as `test/<name>` on the train run: one run per recipe then holds its curves
-    and its test figures, for MLflow's compare view."""
+def log_test_metrics(run_id: str, metrics: Mapping[str, float], prefix: str = TEST_PREFIX) -> None:
+    """Test figures as `test/<name>` (or `prefix<name>`, e.g. `design/`) on the train run: one
+    run per recipe then holds its curves and its scores, for MLflow's compare view."""
     import mlflow
     from mlflow.entities import Metric
 
     mlflow.MlflowClient().log_batch(
         run_id,
         metrics=[
-            Metric(TEST_PREFIX + key, float(value), int(time.time() * 1000), 0)
+            Metric(prefix + key, float(value), int(time.time() * 1000), 0)
             for key, value in metrics.items()
         ],
     )

@@ -2,7 +2,9 @@
 
 Every image has its own generator, seeded from (seed, split, class, index), so its bytes depend
 neither on the order of generation nor on how many other images are drawn; files are written at
-a fixed JPEG quality. Same arguments, same bytes.
+a fixed JPEG quality. Same arguments, same bytes. The optional `design/` folder holds the leaves
+that `seed` + 1 draws for its test split: images no split of this seed holds, to choose among
+recipes on more images than val's without touching test.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from tqdm import tqdm
 from dlrepro.data.leaves.render import render_leaf
 from dlrepro.errors import ConfigError, DataError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # the generator's own splits: each seeds its images' generators
+DESIGN = "design"  # the extra folder: (seed + DESIGN_SEED_OFFSET, "test") draws its leaves
+DESIGN_SEED_OFFSET = 1
 # The folder names are the labels flow_from_directory (and torchvision's ImageFolder) read. Their
 # order here is not the label index: both loaders sort the names, so Diseased = 0, Healthy = 1.
 CLASSES = ("Healthy", "Diseased")
@@ -28,17 +32,19 @@ _OWN_FILE = re.compile(r"^(healthy|diseased)_\d+\.jpg$")
 
 def _image_rng(seed: int, split: str, class_name: str, index: int) -> np.random.Generator:
     """One generator per image, so its bytes depend only on (seed, split, class, index)."""
+    if split == DESIGN:
+        seed, split = seed + DESIGN_SEED_OFFSET, "test"
     return np.random.default_rng([seed, SPLITS.index(split), CLASSES.index(class_name), index])
 
 
 def describe_leaf(seed: int, relative_path: str, image_size: int = 160) -> dict[str, Any]:
     """What the generator drew for the leaf it wrote at `relative_path` (as `generate_dataset`
-    names it under its root, e.g. "test/Diseased/diseased_0007.jpg") with `seed` and
-    `image_size`, the size it was generated at (`data.raw_size`; how many numbers some steps
-    draw depends on it, so another size describes another leaf). The leaf is rendered again,
-    so this costs what generating it did (see `render_leaf`'s `drawn`)."""
+    names it under its root, e.g. "test/Diseased/diseased_0007.jpg" or "design/...") with
+    `seed` and `image_size`, the size it was generated at (`data.raw_size`; how many numbers
+    some steps draw depends on it, so another size describes another leaf). The leaf is
+    rendered again, so this costs what generating it did (see `render_leaf`'s `drawn`)."""
     parts = Path(relative_path).parts
-    if len(parts) != 3 or parts[0] not in SPLITS or parts[1] not in CLASSES:
+    if len(parts) != 3 or parts[0] not in (*SPLITS, DESIGN) or parts[1] not in CLASSES:
         raise DataError(f"{relative_path}: not a path the leaf generator writes")
     split, class_name, name = parts
     if not _OWN_FILE.match(name) or not name.startswith(class_name.lower() + "_"):
@@ -51,9 +57,41 @@ def describe_leaf(seed: int, relative_path: str, image_size: int = 160) -> dict[
     return drawn
 
 
-def _check_size(name: str, value: int) -> None:
-    if value < 2 or value % 2:
-        raise ConfigError(f"{name} must be an even number >= 2 (two balanced classes), got {value}")
+def _check_size(name: str, value: int, least: int = 2) -> None:
+    if value < least or value % 2:
+        raise ConfigError(
+            f"{name} must be an even number >= {least} (two balanced classes), got {value}"
+        )
+
+
+def _clear_stale(root: Path, split: str, wanted: int) -> None:
+    """Check `<root>/<split>/` holds only this generator's files and remove those beyond
+    `wanted` per class; with `wanted` 0 (the design folder only), its emptied folders too."""
+    folder = root / split
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: exists and is not a folder")
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name not in CLASSES:
+            raise DataError(f"{path}: not a class of this dataset; remove it first")
+    for class_name in CLASSES:
+        class_dir = folder / class_name
+        if class_dir.exists() and not class_dir.is_dir():
+            raise DataError(f"{class_dir}: exists and is not a folder")
+        if not class_dir.is_dir():
+            continue
+        keep = {f"{class_name.lower()}_{i:04d}.jpg" for i in range(wanted)}
+        for path in sorted(class_dir.iterdir()):
+            if not _OWN_FILE.match(path.name):
+                raise DataError(f"{path}: not written by the leaf generator; remove it first")
+            if path.name not in keep:
+                path.unlink()
+    if wanted == 0:
+        for class_name in CLASSES:
+            if (folder / class_name).is_dir():
+                (folder / class_name).rmdir()
+        folder.rmdir()
 
 
 def generate_dataset(
@@ -62,6 +100,7 @@ def generate_dataset(
     test_size: int = 200,
     seed: int = 0,
     image_size: int = 160,
+    design_size: int = 0,
 ) -> dict[str, dict[str, int]]:
     """Write the Healthy/Diseased leaf dataset under `root` and return its counts.
 
@@ -69,42 +108,37 @@ def generate_dataset(
     train_size, test_size: images per split, split evenly between the two classes (even, >= 2).
     seed: non-negative integer; the same seed writes byte-identical files.
     image_size: side of the square images in pixels (>= 64; 160 leaves the 128×128 resize real).
+    design_size: leaves in `design/` (even, >= 0; 0: no design folder), the ones `seed` + 1
+    draws for its test split.
 
     Files this generator wrote earlier (`healthy_NNNN.jpg`, `diseased_NNNN.jpg`) beyond the new
-    counts are removed; any other file or folder under `<root>/<split>/` is a DataError, as it
-    would join the dataset (or become a third class) unnoticed.
-    Returns {"train": {"Healthy": n, "Diseased": n}, "test": {...}}.
+    counts are removed (with design_size 0, the whole design folder); any other file or folder
+    under `<root>/<split>/` is a DataError, as it would join the dataset (or become a third
+    class) unnoticed. Returns {"train": {"Healthy": n, "Diseased": n}, "test": {...}}, and
+    "design" when design_size > 0.
     """
     root = Path(root)
     _check_size("train_size", train_size)
     _check_size("test_size", test_size)
+    _check_size("design_size", design_size, least=0)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     if image_size < 64:
         raise ConfigError(f"image_size must be at least 64 pixels, got {image_size}")
 
-    plan = {"train": train_size // 2, "test": test_size // 2}
-    for split in SPLITS:
-        if (root / split).is_dir():
-            for path in sorted((root / split).iterdir()):
-                if path.name not in CLASSES:
-                    raise DataError(f"{path}: not a class of this dataset; remove it first")
+    plan = {"train": train_size // 2, "test": test_size // 2, DESIGN: design_size // 2}
+    for split, per_class in plan.items():
+        _clear_stale(root, split, per_class)
+    written = [split for split, per_class in plan.items() if split != DESIGN or per_class]
+    for split in written:
         for class_name in CLASSES:
-            folder = root / split / class_name
-            if folder.exists() and not folder.is_dir():
-                raise DataError(f"{folder}: exists and is not a folder")
-            folder.mkdir(parents=True, exist_ok=True)
-            wanted = {f"{class_name.lower()}_{i:04d}.jpg" for i in range(plan[split])}
-            for path in sorted(folder.iterdir()):
-                if not _OWN_FILE.match(path.name):
-                    raise DataError(f"{path}: not written by the leaf generator; remove it first")
-                if path.name not in wanted:
-                    path.unlink()
+            (root / split / class_name).mkdir(parents=True, exist_ok=True)
 
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     counts: dict[str, dict[str, int]] = {}
-    with tqdm(total=train_size + test_size, desc="leaves", unit="img", disable=None) as bar:
-        for split in SPLITS:
+    total = train_size + test_size + design_size
+    with tqdm(total=total, desc="leaves", unit="img", disable=None) as bar:
+        for split in written:
             counts[split] = {}
             for class_name in CLASSES:
                 folder = root / split / class_name
