@@ -99,11 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
     predict.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    from dlrepro.search.commands import add_parser as add_search
+
+    add_search(sub)
     args = parser.parse_args(argv)
     if args.command == "check-config":
         run_stage(lambda: _check_config(args.params))
     elif args.command == "predict":
         run_stage(lambda: _predict(args))
+    elif args.command == "search":
+        from dlrepro.search.commands import main as search
+
+        run_stage(lambda: search(args))
 
 
 def _positive_int(text: str) -> int:

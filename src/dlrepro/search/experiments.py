@@ -1,0 +1,110 @@
+"""A study's trials as DVC experiments: queued with their overrides, run by DVC's queue workers,
+read back through `dvc.api`. Nothing here runs a stage: DVC does, in its own copies.
+
+A trial's experiment is lost when DVC still lists it as running but the process running it is
+gone (its queue worker was killed: DVC then never collects the result) or when DVC does not
+list it at all (the driver died between asking the trial and queueing it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlrepro.errors import DlreproError
+
+DONE, FAILED, PENDING, LOST = "done", "failed", "pending", "lost"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    rev: str
+    state: str  # DVC's: Queued, Running, Success, Failed
+
+
+def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    dvc = Path(sys.executable).with_name("dvc")
+    done = subprocess.run(
+        [str(dvc) if dvc.exists() else "dvc", *args], cwd=root, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        lines = [x for x in (done.stderr or done.stdout).splitlines() if x.strip()]
+        last = lines[-1] if lines else f"exit status {done.returncode}"
+        raise DlreproError(f"dvc {' '.join(args[:3])} failed: {last}")
+    return done
+
+
+def queue(root: Path, name: str, overrides: list[str], target: str) -> None:
+    """Queue experiment `name`: `dvc exp run --queue` with each override as `-S`, for `target`."""
+    sets = [arg for o in overrides for arg in ("-S", o)]
+    _dvc(root, "exp", "run", "--queue", "--name", name, *sets, target)
+
+
+def start_workers(root: Path, count: int) -> None:
+    """`dvc queue start -j count`: workers that run what is queued, and exit when nothing is."""
+    if count > 0:
+        _dvc(root, "queue", "start", "--jobs", str(count))
+
+
+def forget(root: Path, name: str) -> None:
+    """Drop a lost experiment's stale entry from DVC's queue (best effort)."""
+    subprocess.run([*_dvc_cmd(), "queue", "remove", name], cwd=root, capture_output=True)
+
+
+def _dvc_cmd() -> list[str]:
+    dvc = Path(sys.executable).with_name("dvc")
+    return [str(dvc) if dvc.exists() else "dvc"]
+
+
+def experiments(root: Path) -> dict[str, Experiment]:
+    """The experiments DVC lists for the workspace's commit, by name."""
+    import dvc.api
+
+    rows: list[dict[str, Any]] = dvc.api.exp_show(repo=str(root))
+    return {
+        row["Experiment"]: Experiment(row["Experiment"], row["rev"], row["State"] or "")
+        for row in rows
+        if row.get("Experiment")
+    }
+
+
+def runner_alive(root: Path, rev: str) -> bool:
+    """Whether the process DVC started for the experiment at `rev` still runs."""
+    for pid_file in (root / ".dvc" / "tmp" / "exps" / "run").glob(f"{rev}*/*.pid"):
+        try:
+            os.kill(int(pid_file.read_text().strip()), 0)
+        except (ValueError, OSError) as err:
+            if isinstance(err, PermissionError):
+                return True
+            continue
+        return True
+    return False
+
+
+def outcome(root: Path, found: Experiment | None) -> str:
+    """DONE, FAILED, PENDING (queued or running) or LOST."""
+    if found is None:
+        return LOST
+    if found.state == "Success":
+        return DONE
+    if found.state == "Failed":
+        return FAILED
+    if found.state == "Running" and not runner_alive(root, found.rev):
+        return LOST
+    return PENDING
+
+
+def metric(root: Path, name: str, metrics_file: str, key: str) -> float:
+    """The value of `key` in `metrics_file` as experiment `name` committed it."""
+    import dvc.api
+
+    values = dvc.api.metrics_show(metrics_file, repo=str(root), rev=name)
+    value = values.get(key) if isinstance(values, dict) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise DlreproError(f"experiment {name}: {metrics_file} holds no number {key!r}")
+    return float(value)
