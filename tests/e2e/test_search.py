@@ -69,11 +69,14 @@ def workspace(baseline, tmp_path) -> Iterator[Path]:
 
 
 def driver(root: Path, name: str, **extra: str) -> subprocess.Popen:
+    """`dlrepro search run name` by its path, the venv not on PATH (as a user runs it without
+    activating the venv: the queue's workers must still find the stages' python)."""
     log = (root / f"driver-{os.getpid()}-{time.monotonic_ns()}.log").open("w")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
     return subprocess.Popen(
         [str(BIN / "dlrepro"), "search", "run", name],
         cwd=root,
-        env=env(root, **extra),
+        env=env(root, **extra) | {"PATH": path},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own group: the kill below reaches the driver alone

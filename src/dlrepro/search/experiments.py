@@ -27,10 +27,16 @@ class Experiment:
     state: str  # DVC's: Queued, Running, Success, Failed
 
 
+def _env() -> dict[str, str]:
+    """This environment with the venv's bin/ first on PATH, as `make` sets it: DVC's queue
+    workers run each stage's `python -m ...` by name (without it they exit at once)."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")])}
+
+
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    dvc = Path(sys.executable).with_name("dvc")
     done = subprocess.run(
-        [str(dvc) if dvc.exists() else "dvc", *args], cwd=root, capture_output=True, text=True
+        [*_dvc_cmd(), *args], cwd=root, capture_output=True, text=True, env=_env()
     )
     if done.returncode != 0:
         lines = [x for x in (done.stderr or done.stdout).splitlines() if x.strip()]
@@ -53,7 +59,9 @@ def start_workers(root: Path, count: int) -> None:
 
 def forget(root: Path, name: str) -> None:
     """Drop a lost experiment's stale entry from DVC's queue (best effort)."""
-    subprocess.run([*_dvc_cmd(), "queue", "remove", name], cwd=root, capture_output=True)
+    subprocess.run(
+        [*_dvc_cmd(), "queue", "remove", name], cwd=root, capture_output=True, env=_env()
+    )
 
 
 def _dvc_cmd() -> list[str]:
