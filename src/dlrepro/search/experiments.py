@@ -1,9 +1,9 @@
 """A study's trials as DVC experiments: queued with their overrides, run by DVC's queue workers,
 read back through `dvc.api`. Nothing here runs a stage: DVC does, in its own copies.
 
-A trial's experiment is lost when DVC still lists it as running but the process running it is
-gone (its queue worker was killed: DVC then never collects the result) or when DVC does not
-list it at all (the driver died between asking the trial and queueing it).
+A trial's experiment is lost when DVC still lists it as running, the process running it is gone
+and its result was never stored (its queue worker was killed: DVC then never collects it), or
+when DVC does not list it at all (the driver died between asking the trial and queueing it).
 """
 
 from __future__ import annotations
@@ -81,6 +81,18 @@ def experiments(root: Path) -> dict[str, Experiment]:
     }
 
 
+def collected(root: Path, name: str) -> bool:
+    """Whether DVC has stored the experiment's result (its ref under refs/exps/ exists): its
+    worker may still be marking it finished."""
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return any(ref.rsplit("/", 1)[-1] == name for ref in refs)
+
+
 def runner_alive(root: Path, rev: str) -> bool:
     """Whether the process DVC started for the experiment at `rev` still runs."""
     for pid_file in (root / ".dvc" / "tmp" / "exps" / "run").glob(f"{rev}*/*.pid"):
@@ -103,7 +115,8 @@ def outcome(root: Path, found: Experiment | None) -> str:
     if found.state == "Failed":
         return FAILED
     if found.state == "Running" and not runner_alive(root, found.rev):
-        return LOST
+        # Its run ended: collected (the worker is marking it), or lost with its worker.
+        return DONE if collected(root, found.name) else LOST
     return PENDING
 
 

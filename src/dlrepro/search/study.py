@@ -26,7 +26,9 @@ from dlrepro.search import experiments as exps
 from dlrepro.search.space import Search
 
 MAX_RETRIES = 2  # a parameter set whose experiment failed or was lost runs at most 3 times
-LOST_GRACE_S = 20.0  # an experiment must look lost this long before it is (a worker starting)
+# An experiment must look lost this long before it is: a worker starting it, or storing the
+# result of one whose run has ended, takes a while on a busy machine.
+LOST_GRACE_S = 60.0
 POLL_S = 5.0
 MAX_DUPLICATES = 50  # asks in a row that repeat a parameter set: the space is exhausted
 
