@@ -163,8 +163,9 @@ def check_study(storage: str, name: str, roots: list[Path], uri_of) -> list:
 
 
 def test_a_study_survives_kill_9_of_its_driver_and_of_a_worker(workspace):
-    """The driver killed once the first trial is complete; the rerun's queue worker killed in
-    the middle of a trial: the rerun finds that trial lost and runs its parameters again."""
+    """The driver killed once the first trial is complete, a commit made, the rerun's queue
+    worker killed in the middle of a trial: the rerun finds that trial lost and runs its
+    parameters again, and the trials queued before the commit are found."""
     storage = f"sqlite:///{workspace / 'optuna.db'}"
     first = driver(workspace, "design")
     try:
@@ -175,6 +176,9 @@ def test_a_study_survives_kill_9_of_its_driver_and_of_a_worker(workspace):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    # A commit while the study runs: DVC lists a commit's own experiments only.
+    (workspace / "NOTES.txt").write_text("a teammate's note\n")
+    commit(workspace, "a commit in the middle of the study")
     rerun = driver(workspace, "design")
     worker = None
 

@@ -69,11 +69,20 @@ def _dvc_cmd() -> list[str]:
     return [str(dvc) if dvc.exists() else "dvc"]
 
 
-def experiments(root: Path) -> dict[str, Experiment]:
-    """The experiments DVC lists for the workspace's commit, by name."""
+def head(root: Path) -> str:
+    """The workspace's commit: the baseline an experiment queued now is based on."""
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def experiments(root: Path, baselines: set[str]) -> dict[str, Experiment]:
+    """The experiments DVC lists for these commits and the workspace's, by name (DVC lists a
+    commit's own only: a commit made while a study runs must not hide its trials)."""
     import dvc.api
 
-    rows: list[dict[str, Any]] = dvc.api.exp_show(repo=str(root))
+    revs = sorted({*baselines, head(root)})
+    rows: list[dict[str, Any]] = dvc.api.exp_show(repo=str(root), revs=revs)
     return {
         row["Experiment"]: Experiment(row["Experiment"], row["rev"], row["State"] or "")
         for row in rows
@@ -81,16 +90,16 @@ def experiments(root: Path) -> dict[str, Experiment]:
     }
 
 
-def collected(root: Path, name: str) -> bool:
-    """Whether DVC has stored the experiment's result (its ref under refs/exps/ exists): its
-    worker may still be marking it finished."""
+def result_ref(root: Path, name: str) -> str | None:
+    """The git ref holding the experiment's result (refs/exps/<baseline>/<name>), once DVC has
+    stored it; its worker may still be marking it finished."""
     refs = subprocess.run(
         ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
         cwd=root,
         capture_output=True,
         text=True,
     ).stdout.split()
-    return any(ref.rsplit("/", 1)[-1] == name for ref in refs)
+    return next((ref for ref in refs if ref.rsplit("/", 1)[-1] == name), None)
 
 
 def runner_alive(root: Path, rev: str) -> bool:
@@ -110,13 +119,13 @@ def outcome(root: Path, found: Experiment | None) -> str:
     """DONE, FAILED, PENDING (queued or running) or LOST."""
     if found is None:
         return LOST
-    if found.state == "Success":
-        return DONE
+    if found.state in ("Success", ""):  # "": listed as a commit only (its queue entry gone)
+        return DONE if found.state or result_ref(root, found.name) else PENDING
     if found.state == "Failed":
         return FAILED
     if found.state == "Running" and not runner_alive(root, found.rev):
         # Its run ended: collected (the worker is marking it), or lost with its worker.
-        return DONE if collected(root, found.name) else LOST
+        return DONE if result_ref(root, found.name) else LOST
     return PENDING
 
 
@@ -124,7 +133,7 @@ def metric(root: Path, name: str, metrics_file: str, key: str) -> float:
     """The value of `key` in `metrics_file` as experiment `name` committed it."""
     import dvc.api
 
-    values = dvc.api.metrics_show(metrics_file, repo=str(root), rev=name)
+    values = dvc.api.metrics_show(metrics_file, repo=str(root), rev=result_ref(root, name) or name)
     value = values.get(key) if isinstance(values, dict) else None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DlreproError(f"experiment {name}: {metrics_file} holds no number {key!r}")

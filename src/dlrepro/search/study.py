@@ -120,7 +120,9 @@ class Driver:
         self.in_queue = 0
         if not running:
             return 0
-        found = exps.experiments(self.root)
+        found = exps.experiments(
+            self.root, {t.user_attrs.get("baseline", "") for t in running} - {""}
+        )
         pending = 0
         for trial in running:
             name = trial.user_attrs.get("exp_name", "")
@@ -193,7 +195,8 @@ class Driver:
                 continue
             name = f"{self.search.name}-{trial.number}"
             overrides = self.search.trial_overrides(trial.params)
-            for key, value in (("driver", self.me), ("exp_name", name), ("overrides", overrides)):
+            attrs = {"driver": self.me, "exp_name": name, "overrides": overrides}
+            for key, value in (attrs | {"baseline": exps.head(self.root)}).items():
                 trial.set_user_attr(key, value)
             exps.queue(self.root, name, overrides, self.search.target)
             self.log(f"trial {trial.number} queued as {name}: {' '.join(overrides)}")
