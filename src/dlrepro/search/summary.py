@@ -133,6 +133,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _tight(axes: Any) -> Any:
+    """The axes' figure, laid out so that long key names and the legend fit inside it."""
+    figure = axes.get_figure(root=True)
+    figure.tight_layout()
+    return figure
+
+
 def write_summary(study: Any, search: Search, folder: Path, parent: str | None) -> list[Path]:
     """trials.csv, history.png and (with two complete trials) importances.png in `folder`,
     logged on the parent run when there is one."""
@@ -151,10 +158,10 @@ def write_summary(study: Any, search: Search, folder: Path, parent: str | None) 
             target = f"{search.split} {search.metric}"
             axes = plots.plot_optimization_history(study, target_name=target)
             axes.legend(loc="best")  # Optuna puts it outside the figure's edge
-            written.append(save_figure(axes.figure, folder / "history.png"))
+            written.append(save_figure(_tight(axes), folder / "history.png"))
         if len(complete) >= 2 and len(search.space) >= 2:
             axes = plots.plot_param_importances(study)
-            written.append(save_figure(axes.figure, folder / "importances.png"))
+            written.append(save_figure(_tight(axes), folder / "importances.png"))
     if parent:
         import mlflow
 
