@@ -47,9 +47,9 @@ def test_another_repository_imports_and_updates_the_dataset(tmp_path):
     record = yaml.safe_load((consumer / "leaves.dvc").read_text())
     assert record["deps"][0]["repo"]["rev_lock"] == head(registry)
     assert record["outs"][0]["md5"] == first  # exactly the version dlrepro's dvc.lock records
-    assert sorted(p.name for p in (consumer / "leaves").iterdir()) == ["test", "train"]
+    assert sorted(p.name for p in (consumer / "leaves").iterdir()) == ["design", "test", "train"]
     files = sorted((consumer / "leaves").rglob("*.jpg"))
-    assert len(files) == 64 + 32  # the small profile's 64 train and 32 test leaves
+    assert len(files) == 64 + 32 + 32  # the small profile's 64 train, 32 test, 32 design leaves
     same = registry / DATASET / files[0].relative_to(consumer / "leaves")
     assert files[0].read_bytes() == same.read_bytes()
 
@@ -59,6 +59,6 @@ def test_another_repository_imports_and_updates_the_dataset(tmp_path):
     record = yaml.safe_load((consumer / "leaves.dvc").read_text())
     assert record["deps"][0]["repo"]["rev_lock"] == head(registry)
     assert record["outs"][0]["md5"] == second
-    assert len(list((consumer / "leaves").rglob("*.jpg"))) == 80 + 32
+    assert len(list((consumer / "leaves").rglob("*.jpg"))) == 80 + 32 + 32
     status = dvc(consumer, "status")
     assert "Data and pipelines are up to date." in status.stdout

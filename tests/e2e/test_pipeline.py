@@ -147,8 +147,9 @@ def test_case_study_runs_carry_dvc_datasets_system_metrics_and_telling_names(rep
         assert profile["classes"] == ["Diseased", "Healthy"] and profile["images"] > 0
     (train,) = client.search_runs([plant], "tags.`dvc.stage` = 'train@tuned'")
     cpu = client.get_metric_history(train.info.run_id, "system/cpu_utilization_percentage")
-    # psutil's system-wide share (0-100 whatever the core count); a fit keeps it well above idle
-    assert cpu and all(0 <= m.value <= 100 for m in cpu) and max(m.value for m in cpu) > 10
+    # psutil's system-wide share: 0-100 whatever the core count (a short fit may log one sample,
+    # and psutil's first reading in a process can be 0.0)
+    assert cpu and all(0 <= m.value <= 100 for m in cpu)
     assert client.get_metric_history(train.info.run_id, "system/system_memory_usage_megabytes")
 
 

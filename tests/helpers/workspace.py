@@ -59,6 +59,11 @@ def env(root: Path, **extra: str) -> dict[str, str]:
     }
     if "MLFLOW_TRACKING_URI" not in extra:
         full.pop("MLFLOW_TRACKING_URI", None)
+    # A commit in a copy (the docs' blocks commit as a user would) on a machine with no git identity
+    for variable in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        full.setdefault(variable, "dlrepro tests")
+    for variable in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        full.setdefault(variable, "tests@dlrepro.invalid")
     return full
 
 
