@@ -34,11 +34,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")])}
 
 
-def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [*_dvc_cmd(), *args], cwd=root, capture_output=True, text=True, env=_env()
-    )
-    if done.returncode != 0:
+def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`dvc <args>` in `root`: the venv's own, found through _env's PATH."""
+    done = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, env=_env())
+    if check and done.returncode != 0:
         lines = [x for x in (done.stderr or done.stdout).splitlines() if x.strip()]
         last = lines[-1] if lines else f"exit status {done.returncode}"
         raise DlreproError(f"dvc {' '.join(args[:3])} failed: {last}")
@@ -59,14 +58,7 @@ def start_workers(root: Path, count: int) -> None:
 
 def forget(root: Path, name: str) -> None:
     """Drop a lost experiment's stale entry from DVC's queue (best effort)."""
-    subprocess.run(
-        [*_dvc_cmd(), "queue", "remove", name], cwd=root, capture_output=True, env=_env()
-    )
-
-
-def _dvc_cmd() -> list[str]:
-    dvc = Path(sys.executable).with_name("dvc")
-    return [str(dvc) if dvc.exists() else "dvc"]
+    _dvc(root, "queue", "remove", name, check=False)
 
 
 def head(root: Path) -> str:

@@ -69,18 +69,18 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
         else:
             study = optuna.load_study(study_name=search.name, storage=storage)
     except KeyError:
-        raise ConfigError(f"no study named {search.name!r} in {_safe(storage)}") from None
+        raise ConfigError(f"no study named {search.name!r} in {redacted(storage)}") from None
     except Exception as err:  # sqlalchemy's errors: a server down, a bad URL
         if isinstance(err, DlreproError):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DlreproError(f"Optuna storage {_safe(storage)}: {first}") from None
+        raise DlreproError(f"Optuna storage {redacted(storage)}: {first}") from None
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {search.name!r} was created to {study.direction.name.lower()}")
     return study
 
 
-def _safe(storage: str) -> str:
+def redacted(storage: str) -> str:
     """The storage URL without its password."""
     if "@" in storage and "://" in storage:
         scheme, rest = storage.split("://", 1)

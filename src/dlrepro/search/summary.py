@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrepro.search.space import Search
-from dlrepro.search.study import _safe
+from dlrepro.search.study import redacted
 
 PARENT_ATTR = "mlflow_parent_run_id"
 STUDY_TAG, TRIAL_TAG = "dlrepro.search.study", "dlrepro.search.trial"
@@ -40,7 +40,11 @@ def parent_run(study: Any, search: Search, storage: str) -> str:
         own = client.create_run(
             experiment,
             run_name=f"search {search.name}",
-            tags={STUDY_TAG: search.name, KEY_TAG: key, "dlrepro.search.storage": _safe(storage)},
+            tags={
+                STUDY_TAG: search.name,
+                KEY_TAG: key,
+                "dlrepro.search.storage": redacted(storage),
+            },
         )
         chosen = candidates()[0]
         if chosen.info.run_id != own.info.run_id:
