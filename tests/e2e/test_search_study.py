@@ -239,3 +239,39 @@ def test_two_drivers_share_one_study_on_postgresql(baseline, tmp_path):
         found = check_study(study_storage, "val", roots, lambda _: uri)
     by = {t.user_attrs.get("driver") for t in found if t.state == TrialState.COMPLETE}
     assert len(by) == 2, "both drivers ran trials"
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from dlrepro.search.space import load_search
+from dlrepro.search.study import load_study
+search = load_search(Path(sys.argv[1]), ["text", "tuned"])
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.001)
+load_study(search, sys.argv[2])
+"""
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL server binaries are not installed")
+def test_drivers_opening_a_fresh_database_at_once_all_get_the_study(tmp_path):
+    """Every driver creates Optuna's tables on a fresh database; the slower CREATEs collide in
+    PostgreSQL's catalogue (a duplicate key in pg_type). Each driver still opens the one study."""
+    space = tmp_path / "val.yaml"
+    space.write_text(yaml.safe_dump({**SPACE, "objective": {"split": "val"}}))
+    go = tmp_path / "go"
+    with postgres("optuna") as storage:
+        url = storage.replace("postgresql://", "postgresql+psycopg://")
+        opening = [
+            subprocess.Popen(
+                [str(BIN / "python"), "-c", OPEN_AT_ONCE, str(space), url, str(go)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        time.sleep(8)  # every process imported and waiting at the line
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in opening]
+        assert [p.returncode for p in opening] == [0] * 6, "\n".join(errors)
+        assert len(optuna.get_all_study_summaries(url)) == 1

@@ -31,6 +31,7 @@ MAX_RETRIES = 2  # a parameter set whose experiment failed or was lost runs at m
 LOST_GRACE_S = 60.0
 POLL_S = 5.0
 MAX_DUPLICATES = 50  # asks in a row that repeat a parameter set: the space is exhausted
+SCHEMA_ATTEMPTS = 5  # opening a fresh shared database while another driver creates its tables
 
 
 def storage_url(root: Path, given: str | None = None) -> str:
@@ -58,16 +59,23 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver says what it does
     direction: Any = search.direction
     try:
-        if create:
-            study = optuna.create_study(
-                study_name=search.name,
-                storage=storage,
-                direction=direction,
-                sampler=make_sampler(search, 0),
-                load_if_exists=True,
-            )
-        else:
-            study = optuna.load_study(study_name=search.name, storage=storage)
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                if create:
+                    study = optuna.create_study(
+                        study_name=search.name,
+                        storage=storage,
+                        direction=direction,
+                        sampler=make_sampler(search, 0),
+                        load_if_exists=True,
+                    )
+                else:
+                    study = optuna.load_study(study_name=search.name, storage=storage)
+                break
+            except Exception as err:
+                if attempt + 1 == SCHEMA_ATTEMPTS or not schema_race(err):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except KeyError:
         raise ConfigError(f"no study named {search.name!r} in {redacted(storage)}") from None
     except Exception as err:  # sqlalchemy's errors: a server down, a bad URL
@@ -78,6 +86,15 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {search.name!r} was created to {study.direction.name.lower()}")
     return study
+
+
+def schema_race(err: Exception) -> bool:
+    """Two drivers opening a fresh database at once both create Optuna's tables, and the
+    slower one's CREATE or first INSERT fails (PostgreSQL: a duplicate key in pg_type or in
+    Optuna's version table, or "already exists"). The tables exist by then: opening again
+    succeeds."""
+    kind = type(err).__name__
+    return kind == "IntegrityError" or (kind == "ProgrammingError" and "already exists" in str(err))
 
 
 def redacted(storage: str) -> str:
