@@ -27,8 +27,8 @@ repro: $(STAMP)   ## run the whole pipeline (only what changed)
 # Two test modules at a time (pytest-xdist; a module's tests stay on one worker, so its
 # module-scoped fixtures are built once). The suite is mostly process start-up of the stages its
 # end-to-end modules run; docs/performance.md has its time.
-# Sequential: PYTEST_ARGS=
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# The 15 slowest tests are listed at the end. Sequential: PYTEST_ARGS=
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=15
 
 test: $(STAMP)    ## unit + end-to-end tests, then `make lint` (ruff check, ruff format, mypy)
 	$(PY) -m pytest $(PYTEST_ARGS)
