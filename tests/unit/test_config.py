@@ -44,6 +44,13 @@ def test_composed_params_validate(cfg):
             "curriculum.perceptron.learning_rate=1",
             "curriculum.perceptron.learning_rate: unknown key; curriculum.perceptron takes gates",
         ),
+        # a misspelt key names the nearest one, also under a recipe's name and at the top
+        (
+            "recipes.tuned.max_epoch=3",
+            "recipes.tuned.max_epoch: unknown key; did you mean recipes.tuned.max_epochs?",
+        ),
+        ("recipes.text.model.dropuot=0.1", "did you mean recipes.text.model.dropout?"),
+        ("seeed=1", "seeed: unknown key; did you mean seed?"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override, expected):
@@ -129,3 +136,47 @@ def test_a_fit_on_train_and_val_refuses_whatever_would_read_val(tmp_path, change
     params["recipes"]["tuned"]["fit_on"] = "train"  # the same settings on a fit that holds val out
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     load_config(tmp_path / "params.yaml")
+
+
+@pytest.fixture
+def conf_copy(tmp_path, monkeypatch) -> Path:
+    """A workspace holding conf/ and dvc.yaml, the current folder (where `make params` runs)."""
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_make_params_writes_the_composition_with_its_overrides(conf_copy, monkeypatch, capsys):
+    from dlrepro.config import compose as module
+
+    monkeypatch.setattr("sys.argv", ["compose", "profile=small", "seed=3"])
+    module.main()
+    written = load_config(conf_copy / "params.yaml")
+    assert (written.seed, written.data.train_size, written.data.design_size) == (3, 64, 32)
+    assert capsys.readouterr().out == "composed conf/ into params.yaml\n"
+    assert sorted(p.name for p in conf_copy.iterdir()) == ["conf", "dvc.yaml", "params.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [("recipes.tuned.scheduler.max_lr=-1", "max_lr=-1: must be > 0"), ("nope=1", "nope")],
+)
+def test_make_params_with_a_bad_value_keeps_params_yaml(
+    conf_copy, monkeypatch, capsys, override, words
+):
+    """A value that composes but fails validation, or one that does not compose: exit 2, one
+    line, the previous params.yaml byte for byte, no draft left behind."""
+    from dlrepro.config import compose as module
+
+    (conf_copy / "params.yaml").write_text("previous\n")
+    monkeypatch.setattr("sys.argv", ["compose", override])
+    with pytest.raises(SystemExit) as stop:
+        module.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+    assert (conf_copy / "params.yaml").read_text() == "previous\n"
+    assert sorted(p.name for p in conf_copy.iterdir()) == ["conf", "dvc.yaml", "params.yaml"]

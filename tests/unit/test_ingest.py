@@ -482,3 +482,14 @@ def test_ingest_writes_beside_the_cache_and_sweeps_a_killed_runs_leftovers(tmp_p
     ingest(source, tmp_path / "cache", **SMALL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "src"]
     assert not any(p.name.startswith(".") for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_alpha_compositing_on_white_rounds_every_colour_and_alpha(tmp_path):
+    """Each of the 256 × 256 (colour, alpha) pairs becomes colour × α + 255 × (1 − α), rounded
+    to the nearest integer (255 is odd: no value falls halfway)."""
+    colour, alpha = np.meshgrid(np.arange(256), np.arange(256))
+    bgra = np.stack([colour, colour, colour, alpha], axis=-1).astype(np.uint8)
+    rgb = load_square_rgb(put(tmp_path / "ramp.png", bgra), image_size=256).rgb
+    expected = np.floor((colour * alpha + 255 * (255 - alpha)) / 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(rgb[:, :, 0], expected)
+    assert rgb[0, 0, 0] == 255 and rgb[255, 0, 0] == 0  # transparent black: white; opaque: black

@@ -13,11 +13,14 @@ from dlrepro import outputs
 from dlrepro.cli import run_stage
 from dlrepro.outputs import (
     TEMP_PREFIX,
+    fresh_dir,
     replace_dir,
+    save_figure,
     staging_dir,
     sweep_temporaries,
     sweep_workspace,
     temp_prefix,
+    write_csv,
     write_json,
 )
 
@@ -91,7 +94,8 @@ def test_a_live_owner_is_asked_without_a_signal_and_its_leftover_kept(tmp_path):
         leftover.mkdir(parents=True)
         sweep_workspace(tmp_path)
         assert leftover.is_dir()
-        assert owner.poll() is None  # still running: no signal reached it
+        with pytest.raises(subprocess.TimeoutExpired):  # still running: no signal reached it
+            owner.wait(timeout=1)
     finally:
         owner.kill()
         owner.wait()
@@ -136,3 +140,58 @@ def test_json_is_written_sorted_indented_and_newline_ended(tmp_path, monkeypatch
     assert Path(destination) == path
     assert Path(source).parent == path.parent
     assert Path(source).name.startswith(temp_prefix("m.json"))
+
+
+def test_a_fresh_dir_is_empty_and_a_link_in_its_place_is_refused(tmp_path):
+    """What a stage writes into starts empty (nested parents made); a symlink there is one
+    line and neither it nor its target is touched."""
+    from dlrepro.errors import DataError
+
+    folder = tmp_path / "models" / "deep" / "text"
+    assert fresh_dir(folder) == folder and list(folder.iterdir()) == []
+    (folder / "sub").mkdir()
+    (folder / "sub" / "old.ckpt").write_text("old")
+    (folder / "old.json").write_text("{}")
+    fresh_dir(folder)
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    target = tmp_path / "kept"
+    target.mkdir()
+    (target / "a").write_text("a")
+    link = tmp_path / "linked"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(DataError, match="symbolic link"):
+        fresh_dir(link)
+    assert link.is_symlink() and (target / "a").read_text() == "a"
+
+
+def test_a_csv_has_every_rows_columns_in_first_seen_order(tmp_path):
+    path = tmp_path / "plots" / "deep" / "t.csv"
+    rows = [{"epoch": 0, "loss": 0.5}, {"epoch": 1, "acc": 0.75, "loss": 0.25}]
+    assert write_csv(path, rows) == path
+    assert path.read_bytes() == b"epoch,loss,acc\n0,0.5,\n1,0.25,0.75\n"
+    assert [p.name for p in path.parent.iterdir()] == ["t.csv"]
+
+
+def test_a_figure_is_a_byte_stable_png_without_the_software_tag_and_is_closed(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    first, second = tmp_path / "a" / "f.png", tmp_path / "b" / "f.png"
+    fig = figure()
+    assert save_figure(fig, first) == first
+    assert not plt.fignum_exists(fig.number)
+    save_figure(figure(), second)
+    data = first.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data == second.read_bytes()
+    assert b"Software" not in data and b"matplotlib" not in data
+    assert (data[16:24], [p.name for p in first.parent.iterdir()]) == (
+        (200).to_bytes(4, "big") + (100).to_bytes(4, "big"),  # 2 x 1 inches at dpi 100
+        ["f.png"],
+    )
