@@ -41,9 +41,11 @@ test-random: $(STAMP)  ## the unit tests in a random order (RANDOM_SEED=n repeat
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit -m "not slow" --random-order \
 		$(if $(RANDOM_SEED),--random-order-seed=$(RANDOM_SEED))
 
+# One thread per library: mutmut forks each mutant's tests from a process whose BLAS/OpenMP
+# pools may already run, and a forked pool can hang until the timeout (a false "timeout").
 mutation: $(STAMP)  ## mutation testing of the pure modules ([tool.mutmut]); per-module scores: docs/contributing.md
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
 	$(PY) tools/mutation_scores.py
 
 lint: $(STAMP)    ## ruff check and ruff format --check on src, tests and benchmarks, then typecheck

@@ -195,3 +195,27 @@ def test_nadam_twin_needs_float64_optimizer_scalars(cfg, monkeypatch):
     float32_product = twin.race(twin.rosenbrock_losses, start, rate, hyper, steps)["nadam"][0]
     assert np.max(np.abs(numpy_path - exact)) <= chapter.TOLERANCE
     assert np.max(np.abs(numpy_path - float32_product)) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        lambda tc: tc.SGD(lr=0.1),
+        lambda tc: tc.Momentum(lr=0.1, momentum=0.9),
+        lambda tc: tc.AdaGrad(lr=0.1, eps=1e-8),
+        lambda tc: tc.RMSprop(lr=0.1, rho=0.9, eps=1e-8),
+        lambda tc: tc.Adam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8),
+        lambda tc: tc.Nadam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8),
+        lambda tc: tc.Adadelta(lr=1.0, rho=0.9, eps=1e-6),
+    ],
+    ids=["sgd", "momentum", "adagrad", "rmsprop", "adam", "nadam", "adadelta"],
+)
+def test_a_rule_given_fewer_gradients_than_parameters_refuses(rule):
+    """A gradient list one short would otherwise leave the last parameter silently unchanged."""
+    from dlrepro.chapters.optimizers import text_code
+
+    optimizer = rule(text_code)
+    params = [np.ones(2), np.ones(3)]
+    optimizer.step(params, [np.ones(2), np.ones(3)])  # the state is sized on the first step
+    with pytest.raises(ValueError, match="shorter"):
+        optimizer.step(params, [np.ones(2)])
