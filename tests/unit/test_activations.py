@@ -111,3 +111,12 @@ def test_run_reports_agreement_overflows_and_findings(cfg, ctx):
     assert len(result.figures["activations"].axes) == 6
     assert len(result.curves["activations"]) == cfg.curriculum.activations.points
     assert "| sigmoid |" in result.framework_trace
+
+
+def test_the_default_slope_and_alpha_are_the_texts():
+    """leaky_relu's slope 0.01 and elu's alpha 1.0 when the caller gives none."""
+    x = np.array([-2.0])
+    assert act.leaky_relu(x)[0] == pytest.approx(-0.02)
+    assert act.leaky_relu_derivative(x)[0] == pytest.approx(0.01)
+    assert act.elu(x)[0] == pytest.approx(np.expm1(-2.0))
+    assert act.elu_derivative(x)[0] == pytest.approx(np.exp(-2.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -136,19 +137,24 @@ def test_bad_files_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
     (bad / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (bad / "LICENSE").write_text("no suffix")
     put(bad / "tiny.png", noise(8, (8, 6, 3)))
+    put(bad / "float.tiff", np.zeros((20, 20), np.float32))
 
     report = ingest(source, tmp_path / "cache", **SMALL)
 
     reasons = skip_reasons(report)
     prefix = "train/Healthy/"
     assert "truncated JPEG" in reasons[prefix + "truncated.jpg"]
-    assert "not a readable image" in reasons[prefix + "random.jpg"]
+    unreadable = "not a readable image (unknown format, corrupt or truncated)"
+    assert reasons[prefix + "random.jpg"] == unreadable  # no JPEG marker: not read as a JPEG
+    assert reasons[prefix + "float.tiff"] == (
+        "unsupported sample type float32 (8- and 16-bit images only)"
+    )
     assert reasons[prefix + "empty.png"] == "empty file (0 bytes)"
     assert reasons[prefix + "notes.txt"] == "not an image file (suffix '.txt')"
     assert reasons[prefix + ".DS_Store"] == "hidden file"
     assert reasons[prefix + "LICENSE"] == "not an image file (no suffix)"
     assert reasons[prefix + "tiny.png"] == "too small (6×8; min_side is 8)"
-    assert len(reasons) == 7
+    assert len(reasons) == 8
     # nothing else lost
     assert report.counts["train"] == {"Diseased": 3, "Healthy": 3}
     assert manifest(tmp_path / "cache", "train")[3:] == [prefix + f"0{i}.png" for i in range(3)]
@@ -491,5 +497,38 @@ def test_alpha_compositing_on_white_rounds_every_colour_and_alpha(tmp_path):
     bgra = np.stack([colour, colour, colour, alpha], axis=-1).astype(np.uint8)
     rgb = load_square_rgb(put(tmp_path / "ramp.png", bgra), image_size=256).rgb
     expected = np.floor((colour * alpha + 255 * (255 - alpha)) / 255 + 0.5).astype(np.uint8)
-    np.testing.assert_array_equal(rgb[:, :, 0], expected)
+    assert rgb.shape == (256, 256, 3)
+    np.testing.assert_array_equal(rgb, np.repeat(expected[:, :, None], 3, axis=2))
     assert rgb[0, 0, 0] == 255 and rgb[255, 0, 0] == 0  # transparent black: white; opaque: black
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, as a user's is, and keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log file"])
+def test_a_progress_bar_counts_files_on_a_terminal_and_stays_out_of_logs(
+    tmp_path, monkeypatch, terminal
+):
+    source = given_split(tmp_path / "src")
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    ingest(source, tmp_path / "cache", **SMALL)
+    written = stderr.text if isinstance(stderr, _Terminal) else stderr.getvalue()
+    if terminal:
+        assert "ingest: 100%" in written and "10/10" in written and "file/s" in written
+    else:
+        assert written == ""

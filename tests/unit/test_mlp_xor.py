@@ -131,3 +131,30 @@ def test_config_drives_the_run(cfg, ctx):
     assert len(epoch_lines) == 3 and epoch_lines[0] != "Epoch 0 - Loss: 0.2511"
     (params, _, _), _ = mlp_xor.capture(mlp_xor.train_scratch, X, Y, short)
     assert params[0].shape == (2, 3)
+
+
+def test_the_texts_defaults_seed_1_and_a_2_2_1_network():
+    """init_params() is the text's call: seed 1, two inputs, two hidden units, one output."""
+    np.random.seed(1)
+    first = np.random.uniform(size=(2, 2))
+    W1, b1, W2, b2 = mlp.init_params()
+    np.testing.assert_array_equal(W1, first)
+    assert (b1.shape, W2.shape, b2.shape) == ((1, 2), (2, 1), (1, 1))
+
+
+def test_loss_and_gradients_for_several_outputs_equal_autograd_of_half_sse():
+    """The value is ½·Σ error² and every gradient autograd's, also with two outputs per row (the
+    output bias's gradient sums over rows only, one per output)."""
+    W1, b1, W2, b2 = mlp.init_params(3, input_size=2, hidden_size=3, output_size=2)
+    b1, b2 = b1 + 0.1, b2 - 0.2
+    y = np.column_stack([Y, 1 - Y])
+    loss, grads = mlp.loss_and_gradients(X, y, W1, b1, W2, b2)
+    leaves = [torch.tensor(p, requires_grad=True) for p in (W1, b1, W2, b2)]
+    hidden = torch.sigmoid(torch.as_tensor(X, dtype=torch.float64) @ leaves[0] + leaves[1])
+    output = torch.sigmoid(hidden @ leaves[2] + leaves[3])
+    expected = 0.5 * torch.sum((torch.as_tensor(y, dtype=torch.float64) - output) ** 2)
+    expected.backward()
+    assert loss == pytest.approx(expected.item(), rel=1e-14)
+    for hand, leaf in zip(grads, leaves, strict=True):
+        assert hand.shape == leaf.shape
+        np.testing.assert_allclose(hand, leaf.grad.numpy(), rtol=1e-12)

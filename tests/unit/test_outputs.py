@@ -195,3 +195,20 @@ def test_a_figure_is_a_byte_stable_png_without_the_software_tag_and_is_closed(tm
         (200).to_bytes(4, "big") + (100).to_bytes(4, "big"),  # 2 x 1 inches at dpi 100
         ["f.png"],
     )
+
+
+def test_a_stale_aside_folder_of_this_process_does_not_block_the_replace(tmp_path):
+    """The old copy is moved aside under this process's name for the target; one left there
+    (a replace of this pid that died between its renames) is cleared first, not renamed onto."""
+    target = tmp_path / "models" / "text"
+    target.mkdir(parents=True)
+    (target / "old.ckpt").write_text("old")
+    stale = target.parent / f"{temp_prefix(target.name)}old"
+    stale.mkdir()
+    (stale / "left.ckpt").write_text("left")
+    new = tmp_path / "models" / "staged"
+    new.mkdir()
+    (new / "new.ckpt").write_text("new")
+    replace_dir(new, target)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["text"]
+    assert [p.name for p in target.iterdir()] == ["new.ckpt"]
