@@ -532,3 +532,60 @@ def test_a_progress_bar_counts_files_on_a_terminal_and_stays_out_of_logs(
         assert "ingest: 100%" in written and "10/10" in written and "file/s" in written
     else:
         assert written == ""
+
+
+def test_no_usable_test_image_names_the_folder_it_looked_in(tmp_path):
+    """A given split's test/ folder, or the single folder whose test share came out empty."""
+    given = given_split(tmp_path / "given")
+    for file in (given / "test").rglob("*.png"):
+        file.write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError) as caught:
+        ingest(given, tmp_path / "a", **SMALL)
+    assert str(caught.value) == f"{given / 'test'}: no usable test image (see the skipped files)"
+
+    single = tmp_path / "single"
+    for c, name in enumerate(("a", "b")):
+        for i in range(3):  # one picture three times per class: none can leave train
+            put(single / name / f"{i}.png", noise(c))
+    with pytest.raises(DataError) as caught:
+        ingest(single, tmp_path / "b", **SMALL)
+    assert str(caught.value) == f"{single}: no usable test image (see the skipped files)"
+
+
+def test_a_single_folder_class_without_usable_image_names_its_folder(tmp_path):
+    source = single_folder(tmp_path / "src", {"a": 5, "b": 5})
+    for file in (source / "b").iterdir():
+        file.write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError) as caught:
+        ingest(source, tmp_path / "cache", **SMALL)
+    assert str(source / "b") in str(caught.value) and "train" not in str(caught.value)
+
+
+@pytest.mark.parametrize("split", ["val", "design"])
+def test_a_carved_split_without_a_class_is_a_warning(tmp_path, split):
+    """A class whose pictures are all one image cannot be carved: val (or design) lacks it,
+    and the report says so beside the test split's warning."""
+    source = single_folder(tmp_path / "src", {"b": 8})
+    for i in range(3):
+        put(source / "a" / f"{i}.png", noise(7))
+    fractions = (
+        {"val_fraction": 0.5} if split == "val" else {"val_fraction": 0, "design_fraction": 0.5}
+    )
+    report = ingest(source, tmp_path / "cache", image_size=16, min_side=8, **fractions)
+    assert report.counts[split]["a"] == 0 and report.counts[split]["b"] > 0
+    assert report.warnings == [
+        f"{split} has no usable image of class 'a'",
+        "test has no usable image of class 'a'",
+    ]
+
+
+def test_a_given_design_folder_without_a_class_is_a_warning(tmp_path):
+    source = given_split(tmp_path / "src")
+    put(source / "design" / "Diseased" / "d.png", noise(55))
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.warnings == ["design has no usable image of class 'Healthy'"]
+
+
+def test_the_default_image_size_is_the_texts_128(tmp_path):
+    ingest(given_split(tmp_path / "src"), tmp_path / "cache", min_side=8, val_fraction=0)
+    assert load_split(tmp_path / "cache", "test")[0].shape == (4, 128, 128, 3)

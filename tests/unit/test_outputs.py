@@ -161,7 +161,15 @@ def test_a_fresh_dir_is_empty_and_a_link_in_its_place_is_refused(tmp_path):
     link.symlink_to(target, target_is_directory=True)
     with pytest.raises(DataError, match="symbolic link"):
         fresh_dir(link)
-    assert link.is_symlink() and (target / "a").read_text() == "a"
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    with pytest.raises(DataError) as caught:
+        replace_dir(staged, link)
+    assert str(caught.value) == (
+        f"{link}: a symbolic link where dlrepro writes an output folder; replace it with a "
+        "folder (DVC's cache links files, never this folder)"
+    )
+    assert link.is_symlink() and (target / "a").read_text() == "a" and staged.is_dir()
 
 
 def test_a_csv_has_every_rows_columns_in_first_seen_order(tmp_path):
