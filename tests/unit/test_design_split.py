@@ -72,7 +72,10 @@ def test_a_design_class_train_lacks_and_a_folder_beside_a_fraction_are_one_line(
     source = given_split(tmp_path / "src", n_train=4, n_test=1, n_design=1)
     with pytest.raises(ConfigError) as both:
         ingest(source, tmp_path / "cache", design_fraction=0.2, **VAL)
-    assert "design/ folder" in str(both.value) and "data.design_fraction=0.2" in str(both.value)
+    assert str(both.value) == (
+        f"{(source / 'design').resolve()}: a design/ folder and data.design_fraction=0.2 both "
+        "make a design split; remove the folder or set data.design_fraction=0"
+    )
     assert "\n" not in str(both.value) and not (tmp_path / "cache").exists()
     put(source / "design" / "Rust" / "00.png", noise(5))
     with pytest.raises(DataError, match=r"class 'Rust' has no folder in train/"):

@@ -586,6 +586,19 @@ def test_a_given_design_folder_without_a_class_is_a_warning(tmp_path):
     assert report.warnings == ["design has no usable image of class 'Healthy'"]
 
 
-def test_the_default_image_size_is_the_texts_128(tmp_path):
-    ingest(given_split(tmp_path / "src"), tmp_path / "cache", min_side=8, val_fraction=0)
+def test_the_defaults_are_128_pixel_squares_and_a_16_pixel_short_side(tmp_path):
+    source = given_split(tmp_path / "src")
+    put(source / "train" / "Healthy" / "side16.png", noise(60, (16, 24, 3)))
+    put(source / "train" / "Healthy" / "side15.png", noise(61, (15, 24, 3)))
+    report = ingest(source, tmp_path / "cache", val_fraction=0)
     assert load_split(tmp_path / "cache", "test")[0].shape == (4, 128, 128, 3)
+    assert skip_reasons(report) == {"train/Healthy/side15.png": "too small (24×15; min_side is 16)"}
+    assert report.counts["train"]["Healthy"] == 4
+
+
+def test_a_hidden_folder_inside_a_class_is_ignored_and_listed(tmp_path):
+    source = given_split(tmp_path / "src")
+    put(source / "train" / "Healthy" / ".thumbnails" / "00.png", noise(70))
+    report = ingest(source, tmp_path / "cache", **SMALL)
+    assert report.ignored == [{"path": "train/Healthy/.thumbnails", "reason": "hidden"}]
+    assert report.counts["train"]["Healthy"] == 3
