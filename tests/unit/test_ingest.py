@@ -143,7 +143,9 @@ def test_bad_files_are_skipped_with_reasons_and_good_ones_kept(tmp_path):
 
     reasons = skip_reasons(report)
     prefix = "train/Healthy/"
-    assert "truncated JPEG" in reasons[prefix + "truncated.jpg"]
+    assert (
+        reasons[prefix + "truncated.jpg"] == "corrupt or truncated JPEG (OpenCV cannot decode it)"
+    )
     unreadable = "not a readable image (unknown format, corrupt or truncated)"
     assert reasons[prefix + "random.jpg"] == unreadable  # no JPEG marker: not read as a JPEG
     assert reasons[prefix + "float.tiff"] == (
@@ -602,3 +604,73 @@ def test_a_hidden_folder_inside_a_class_is_ignored_and_listed(tmp_path):
     report = ingest(source, tmp_path / "cache", **SMALL)
     assert report.ignored == [{"path": "train/Healthy/.thumbnails", "reason": "hidden"}]
     assert report.counts["train"]["Healthy"] == 3
+
+
+def jpeg(mode: str, size: tuple[int, int], **save) -> bytes:
+    """A JPEG written by Pillow (width, height = size)."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, 90 if mode == "L" else None).save(buffer, "JPEG", **save)
+    return buffer.getvalue()
+
+
+def test_the_jpeg_frame_header_gives_height_width_and_components():
+    """Sides above 255 (both bytes of the 16-bit fields), each component count, a segment
+    before the frame (EXIF), a fill byte before a marker, a header that ends exactly after the
+    frame's fields, and headers with no frame."""
+    from dlrepro.data.images import _JpegFrame, _read_jpeg_frame
+
+    def frame(data: bytes):
+        return _read_jpeg_frame(np.frombuffer(data, np.uint8))
+
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    assert frame(jpeg("RGB", (517, 300), exif=exif.tobytes())) == _JpegFrame(300, 517, 3)
+    assert frame(jpeg("L", (1, 260))) == _JpegFrame(260, 1, 1)
+    assert frame(jpeg("CMYK", (300, 7))) == _JpegFrame(7, 300, 4)
+    data = jpeg("RGB", (517, 300))
+    assert frame(data[:2] + b"\xff" + data[2:]) == _JpegFrame(300, 517, 3)  # a fill byte
+    start = next(i for i in range(2, len(data)) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    assert frame(data[: start + 10]) == _JpegFrame(300, 517, 3)  # ends after the fields
+    assert frame(data[: start + 9]) is None
+    assert frame(data[:20]) is None  # ends inside the first segment: no frame, no IndexError
+    assert frame(b"\xff\xd8\xff\xda" + bytes(20)) is None  # the image data before any frame
+
+
+def test_jpeg_conversions_and_a_jpeg_without_a_frame(tmp_path):
+    (tmp_path / "small.jpg").write_bytes(jpeg("RGB", (12, 10)))
+    assert load_square_rgb(tmp_path / "small.jpg", image_size=16).conversions == ("upscaled",)
+    (tmp_path / "gray.jpg").write_bytes(jpeg("L", (20, 20)))
+    assert load_square_rgb(tmp_path / "gray.jpg", image_size=16).conversions == ("grayscale→RGB",)
+    (tmp_path / "noframe.jpg").write_bytes(b"\xff\xd8\xff\xda" + bytes(20))
+    with pytest.raises(Exception) as caught:
+        load_square_rgb(tmp_path / "noframe.jpg", image_size=16)
+    assert str(caught.value) == "corrupt JPEG (no frame header before the image data)"
+
+
+def test_jpeg_reduction_at_its_boundaries():
+    assert jpeg_reduction(2000, 4000, 128) == 1  # 8,000,000 pixels: not above the threshold
+    assert jpeg_reduction(2000, 4001, 128) == 8
+    assert jpeg_reduction(3000, 3000, 375) == 8  # 3000 // 8 = 375: exactly image_size
+    assert jpeg_reduction(3000, 3000, 1000) == 2  # 3000 // 3 would be 1000 too: not a factor
+    assert jpeg_reduction(3000, 3000, 2000) == 1  # no divisor keeps 2000 pixels
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"image_size": 0}, "image_size must be at least 1, got 0"),
+        ({"min_side": 0}, "min_side must be at least 1, got 0"),
+        ({"test_fraction": 0}, "test_fraction must lie strictly between 0 and 1, got 0"),
+    ],
+)
+def test_arguments_below_their_least_are_refused_and_the_least_accepted(
+    tmp_path, arguments, message
+):
+    source = given_split(tmp_path / "src")
+    with pytest.raises(ConfigError) as caught:
+        ingest(source, tmp_path / "cache", **{**SMALL, **arguments})
+    assert str(caught.value) == message
+    if "test_fraction" not in arguments:
+        least = {key: 1 for key in arguments}
+        ingest(source, tmp_path / "cache", **{**SMALL, "min_side": 1, **least})
+        assert (tmp_path / "cache" / "train").is_dir()

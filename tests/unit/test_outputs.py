@@ -220,3 +220,14 @@ def test_a_stale_aside_folder_of_this_process_does_not_block_the_replace(tmp_pat
     replace_dir(new, target)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["text"]
     assert [p.name for p in target.iterdir()] == ["new.ckpt"]
+
+
+def test_file_digest_is_md5_unless_asked_otherwise(tmp_path):
+    import hashlib
+
+    from dlrepro.outputs import file_digest
+
+    data = bytes(range(256)) * 5000  # over one read's chunk
+    (tmp_path / "f").write_bytes(data)
+    assert file_digest(tmp_path / "f") == hashlib.md5(data).hexdigest()
+    assert file_digest(tmp_path / "f", "sha256") == hashlib.sha256(data).hexdigest()
