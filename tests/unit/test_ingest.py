@@ -674,3 +674,14 @@ def test_arguments_below_their_least_are_refused_and_the_least_accepted(
         least = {key: 1 for key in arguments}
         ingest(source, tmp_path / "cache", **{**SMALL, "min_side": 1, **least})
         assert (tmp_path / "cache" / "train").is_dir()
+
+
+def test_a_file_that_cannot_be_read_says_why_and_a_one_pixel_image_is_usable(tmp_path):
+    from dlrepro.data.images import UnusableImage
+
+    with pytest.raises(UnusableImage) as caught:
+        load_square_rgb(tmp_path / "missing.png", image_size=16)
+    assert str(caught.value) == "cannot read the file (No such file or directory)"
+    put(tmp_path / "dot.png", noise(3, (1, 1, 3)))
+    dot = load_square_rgb(tmp_path / "dot.png", image_size=4)  # min_side 1 by default
+    assert dot.rgb.shape == (4, 4, 3) and dot.conversions == ("upscaled",)
