@@ -114,3 +114,18 @@ def test_outputs_are_json_and_curves_cover_the_run(result):
     assert windows[0]["step"] == 0
     peak = max(row["max_abs_difference"] for row in windows)
     assert peak == result.metrics["gradients"]["max_abs_difference"]
+
+
+def test_the_texts_call_with_its_defaults_prints_its_trace():
+    """train(X, y, init_params()) as the text calls it: seed 0, lr 0.5, 10,000 epochs, a loss
+    line every 1,000 (pinned as in the trace test above), every epoch's loss the MSE of what
+    that epoch's weights predict."""
+    lines: list[str] = []
+    _, history = scratch.train(X, Y, scratch.init_params(), log=lines.append)
+    assert len(lines) == 10 and lines[0] == "Epoch 0 - Loss: 0.2759"
+    assert lines[1].startswith("Epoch 1000 - ") and lines[9] == "Epoch 9000 - Loss: 0.0003"
+    assert history["loss"].shape == (10_000,)
+    for epoch in (0, 4321, 9999):
+        hidden = 1 / (1 + np.exp(-(X @ history["W1"][epoch] + history["b1"][epoch])))
+        output = 1 / (1 + np.exp(-(hidden @ history["W2"][epoch] + history["b2"][epoch])))
+        assert history["loss"][epoch] == pytest.approx(np.mean((Y - output) ** 2), rel=1e-12)

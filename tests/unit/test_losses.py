@@ -162,3 +162,30 @@ def test_run_reports_agreement_extremes_and_the_finding(cfg, ctx):
     assert guards[-1]["keras"] == pytest.approx(0.0, abs=2e-7)
     assert set(result.figures) == {"losses"}
     assert "| kl_divergence |" in result.framework_trace
+
+
+def test_keras_bounds_and_defaults_at_the_top_of_the_range():
+    """A certain, correct prediction still costs −ln(1 − 1e-7) (Keras clips to 1 − eps), KL
+    clips predictions above 1 to 1, and huber's delta is 1 unless given."""
+    assert sl.categorical_crossentropy(np.array([[1.0, 0.0]]), np.array([[1.0, 0.0]])) == (
+        pytest.approx(-np.log1p(-1e-7), rel=1e-9)
+    )
+    got = sl.kl_divergence(np.array([[0.5, 0.5]]), np.array([[1.5, 0.5]]))
+    assert got == pytest.approx(0.5 * np.log(0.5 / 1.0), rel=1e-12)
+    y, p = np.array([0.0, 0.0]), np.array([0.5, 3.0])
+    assert sl.huber(y, p) == pytest.approx(np.mean([0.5 * 0.5**2, 3.0 - 0.5]))
+
+
+def test_class_axis_is_the_last_for_sequences_of_rows():
+    """(batch, steps, classes) arrays, as Keras takes them: each row's loss, then the mean."""
+    rng = np.random.default_rng(0)
+    y_pred = rng.uniform(0.1, 1.0, (2, 3, 4))
+    labels = rng.integers(0, 4, (2, 3))
+    one_hot = np.eye(4)[labels]
+    rows = y_pred / y_pred.sum(axis=-1, keepdims=True)
+    expected = np.mean(-np.log(np.take_along_axis(rows, labels[..., None], axis=-1)))
+    assert sl.categorical_crossentropy(one_hot, y_pred) == pytest.approx(expected, rel=1e-12)
+    assert sl.sparse_categorical_crossentropy(labels, y_pred) == pytest.approx(expected, rel=1e-12)
+    target = rng.dirichlet(np.ones(4), (2, 3))
+    kl = np.mean(np.sum(target * np.log(target / y_pred.clip(max=1)), axis=-1))
+    assert sl.kl_divergence(target, y_pred) == pytest.approx(kl, rel=1e-12)
