@@ -158,3 +158,20 @@ def test_loss_and_gradients_for_several_outputs_equal_autograd_of_half_sse():
     for hand, leaf in zip(grads, leaves, strict=True):
         assert hand.shape == leaf.shape
         np.testing.assert_allclose(hand, leaf.grad.numpy(), rtol=1e-12)
+
+
+def test_the_texts_call_with_its_defaults_logs_every_1000_of_10000_epochs():
+    """train(X, y, init_params()) as the text calls it: lr 0.5, 10,000 epochs, a line every
+    1,000; the defaults give what the explicit values give."""
+    lines: list[str] = []
+    final, losses = mlp.train(X, Y, mlp.init_params(), log=lines.append)
+    assert losses.shape == (10_000,) and len(lines) == 10
+    assert [line.split(" - ")[0] for line in lines] == [
+        f"Epoch {e}" for e in range(0, 10_000, 1000)
+    ]
+    same, explicit = mlp.train(
+        X, Y, mlp.init_params(1), 0.5, epochs=10_000, log_every=1000, log=lambda line: None
+    )
+    np.testing.assert_array_equal(losses, explicit)
+    for a, b in zip(final, same, strict=True):
+        np.testing.assert_array_equal(a, b)

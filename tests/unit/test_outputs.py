@@ -159,16 +159,18 @@ def test_a_fresh_dir_is_empty_and_a_link_in_its_place_is_refused(tmp_path):
     (target / "a").write_text("a")
     link = tmp_path / "linked"
     link.symlink_to(target, target_is_directory=True)
-    with pytest.raises(DataError, match="symbolic link"):
+    message = (
+        f"{link}: a symbolic link where dlrepro writes an output folder; replace it with a "
+        "folder (DVC's cache links files, never this folder)"
+    )
+    with pytest.raises(DataError) as caught:
         fresh_dir(link)
+    assert str(caught.value) == message
     staged = tmp_path / "staged"
     staged.mkdir()
     with pytest.raises(DataError) as caught:
         replace_dir(staged, link)
-    assert str(caught.value) == (
-        f"{link}: a symbolic link where dlrepro writes an output folder; replace it with a "
-        "folder (DVC's cache links files, never this folder)"
-    )
+    assert str(caught.value) == message
     assert link.is_symlink() and (target / "a").read_text() == "a" and staged.is_dir()
 
 
@@ -187,14 +189,16 @@ def test_a_figure_is_a_byte_stable_png_without_the_software_tag_and_is_closed(tm
     import matplotlib.pyplot as plt
 
     def figure():
-        fig, ax = plt.subplots(figsize=(2, 1))
+        fig, ax = plt.subplots(figsize=(2, 1), dpi=50)  # saved at 100 dpi whatever it shows at
         ax.plot([0, 1], [1, 0])
         return fig
 
     first, second = tmp_path / "a" / "f.png", tmp_path / "b" / "f.png"
     fig = figure()
+    other = plt.figure()  # the current figure is not the one saved: that one is closed
     assert save_figure(fig, first) == first
-    assert not plt.fignum_exists(fig.number)
+    assert not plt.fignum_exists(fig.number) and plt.fignum_exists(other.number)
+    plt.close(other)
     save_figure(figure(), second)
     data = first.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data == second.read_bytes()
