@@ -690,16 +690,13 @@ def test_a_file_that_cannot_be_read_says_why_and_a_one_pixel_image_is_usable(tmp
 def test_the_report_records_the_settings_and_lists_what_it_ignored_sorted(tmp_path, capsys):
     source = given_split(tmp_path / "src")
     put(source / "train" / "Healthy" / ".z" / "00.png", noise(71))
-    put(source / "train" / "Diseased" / ".a" / "00.png", noise(72))
+    put(source / "test" / "Diseased" / ".a" / "00.png", noise(72))  # found after train's
     (source / "train" / "Healthy" / "notes.txt").write_text("a note")
     report = ingest(source, tmp_path / "cache", image_size=16, min_side=8, val_fraction=0, seed=3)
     assert (report.source, report.layout) == (str(source.resolve()), "given split")
     assert (report.image_size, report.min_side, report.seed) == (16, 8, 3)
     assert report.test_fraction is None  # a given split: test/ is the test split
-    assert [entry["path"] for entry in report.ignored] == [
-        "train/Diseased/.a",
-        "train/Healthy/.z",
-    ]
+    assert [entry["path"] for entry in report.ignored] == ["test/Diseased/.a", "train/Healthy/.z"]
     assert capsys.readouterr().out.splitlines()[-1] == (
         "Skipped 1 files and dropped 0 val/design/test images also in an earlier split "
         "(see the data report)."
