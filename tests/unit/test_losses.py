@@ -172,6 +172,8 @@ def test_keras_bounds_and_defaults_at_the_top_of_the_range():
     )
     got = sl.kl_divergence(np.array([[0.5, 0.5]]), np.array([[1.5, 0.5]]))
     assert got == pytest.approx(0.5 * np.log(0.5 / 1.0), rel=1e-12)
+    over = sl.kl_divergence(np.array([[1.5, 0.5]]), np.array([[0.5, 0.5]]))  # targets too
+    assert over == pytest.approx(np.log(1.0 / 0.5), rel=1e-12)
     y, p = np.array([0.0, 0.0]), np.array([0.5, 3.0])
     assert sl.huber(y, p) == pytest.approx(np.mean([0.5 * 0.5**2, 3.0 - 0.5]))
 

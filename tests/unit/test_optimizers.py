@@ -219,3 +219,25 @@ def test_a_rule_given_fewer_gradients_than_parameters_refuses(rule):
     optimizer.step(params, [np.ones(2), np.ones(3)])  # the state is sized on the first step
     with pytest.raises(ValueError, match="shorter"):
         optimizer.step(params, [np.ones(2)])
+
+
+def test_the_texts_defaults_minimise_x_squared_from_10_at_rate_0_1_for_20_epochs():
+    from dlrepro.chapters.optimizers import text_code
+
+    lines: list[str] = []
+    xs = text_code.minimise_square(log=lines.append)
+    assert len(xs) == 20 and xs[0] == pytest.approx(8.0) and xs[-1] == pytest.approx(10 * 0.8**20)
+    assert lines[0] == "Epoch 1: x = 8.0000, f(x) = 64.0000"
+
+
+def test_nadam_decays_its_momentum_by_torchs_default_0_004():
+    from dlrepro.chapters.optimizers import text_code
+
+    default = text_code.Nadam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    explicit = text_code.Nadam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=0.004)
+    a, b = [np.array([1.0, -2.0])], [np.array([1.0, -2.0])]
+    for _ in range(5):
+        default.step(a, [2 * a[0]])
+        explicit.step(b, [2 * b[0]])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert torch.optim.NAdam([torch.zeros(1)]).defaults["momentum_decay"] == 0.004

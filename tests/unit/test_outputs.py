@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,17 @@ def test_writers_name_their_temporaries_by_process(tmp_path):
 
 def test_a_live_owner_is_asked_without_a_signal_and_its_leftover_kept(tmp_path):
     """Whether the writer lives is asked with signal 0, which delivers nothing."""
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Every signal back to its default action, which ends the process: one started under
+    # nohup (or a test runner) would otherwise inherit SIGHUP ignored and hide a stray signal.
+    code = (
+        "import signal, time\n"
+        "for s in signal.valid_signals():\n"
+        "    try: signal.signal(s, signal.SIG_DFL)\n"
+        "    except (OSError, ValueError): pass\n"
+        "time.sleep(60)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)  # its handlers in place
     try:
         leftover = tmp_path / "data" / f"{TEMP_PREFIX}{owner.pid}-cache-x"
         leftover.mkdir(parents=True)
