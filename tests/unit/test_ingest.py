@@ -701,3 +701,42 @@ def test_the_report_records_the_settings_and_lists_what_it_ignored_sorted(tmp_pa
         "Skipped 1 files and dropped 0 val/design/test images also in an earlier split "
         "(see the data report)."
     )
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "upscaled", "interpolation"),
+    [
+        (16, 40, False, cv2.INTER_AREA),  # a side exactly image_size: only shrinking
+        (40, 16, False, cv2.INTER_AREA),
+        (10, 40, True, cv2.INTER_CUBIC),  # one side short: it grows, and so cubic
+        (40, 10, True, cv2.INTER_CUBIC),
+    ],
+)
+def test_upscaling_is_reported_and_cubic_when_either_side_is_short(
+    tmp_path, height, width, upscaled, interpolation
+):
+    pixels = noise(80, (height, width, 3))
+    square = load_square_rgb(put(tmp_path / "x.png", pixels), image_size=16)
+    assert ("upscaled" in square.conversions) == upscaled
+    expected = cv2.resize(pixels, (16, 16), interpolation=interpolation)
+    np.testing.assert_array_equal(square.rgb, cv2.cvtColor(expected, cv2.COLOR_BGR2RGB))
+
+
+def test_an_image_over_opencvs_pixel_limit_says_so(tmp_path):
+    """A PNG header claiming 60,000 × 60,000 pixels: OpenCV refuses before allocating."""
+    import struct
+    import zlib
+
+    from dlrepro.data.images import UnusableImage
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)
+    pixels = chunk(b"IDAT", zlib.compress(bytes(100)))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(png)
+    with pytest.raises(UnusableImage) as caught:
+        load_square_rgb(tmp_path / "huge.png", image_size=16)
+    assert str(caught.value) == "OpenCV cannot decode it (pixels <= CV_IO_MAX_IMAGE_PIXELS)"
