@@ -184,3 +184,12 @@ def test_make_params_with_a_bad_value_keeps_params_yaml(
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
     assert (conf_copy / "params.yaml").read_text() == "previous\n"
     assert sorted(p.name for p in conf_copy.iterdir()) == ["conf", "dvc.yaml", "params.yaml"]
+
+
+def test_no_suggestion_under_an_unknown_section_or_a_plain_value():
+    """'foo.bar' (no section foo) and 'data.seed.x' (seed holds a number): nothing to suggest."""
+    from dlrepro.config.load import _nearest
+
+    assert _nearest("foo.bar") == ""
+    assert _nearest("data.seed.x") == ""
+    assert _nearest("data.sed") == "; did you mean data.seed?"
