@@ -193,3 +193,27 @@ def test_no_suggestion_under_an_unknown_section_or_a_plain_value():
     assert _nearest("foo.bar") == ""
     assert _nearest("data.seed.x") == ""
     assert _nearest("data.sed") == "; did you mean data.seed?"
+
+
+@pytest.mark.parametrize(
+    ("bounds", "text"),
+    [
+        ((0, False, None, False), "> 0"),
+        ((0, True, None, False), ">= 0"),
+        ((0, True, 1, False), ">= 0 and < 1"),
+        ((0, False, 1, True), "> 0 and <= 1"),
+        ((None, False, 2.5, True), "<= 2.5"),
+    ],
+)
+def test_a_range_reads_as_its_bounds(bounds, text):
+    from dlrepro.config.load import _range_text
+
+    assert _range_text(*bounds) == text
+
+
+def test_an_omegaconf_error_without_a_key_is_its_first_line():
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dlrepro.config.load import _one_line
+
+    assert _one_line(OmegaConfBaseException("the reason\n    full_key: \n")) == "the reason"
