@@ -116,7 +116,8 @@ def test_epochs_belong_to_the_recipes_not_the_trainer(tmp_path):
     [
         (
             {"selected_on": "val"},
-            "recipes.tuned.selected_on='val': with fit_on=train+val the fit learns from val",
+            "recipes.tuned.selected_on='val': with fit_on=train+val the fit learns from val, so "
+            "val cannot choose its epoch; use last_epoch (or fit_on=train)",
         ),
         (
             {"callbacks": {"stop": {"_target_": "x.EarlyStopping", "monitor": "val/acc"}}},
@@ -217,3 +218,19 @@ def test_an_omegaconf_error_without_a_key_is_its_first_line():
     from dlrepro.config.load import _one_line
 
     assert _one_line(OmegaConfBaseException("the reason\n    full_key: \n")) == "the reason"
+
+
+def test_a_model_without_a_min_side_takes_the_default():
+    import json
+
+    from dlrepro.serving.contract import (
+        DEFAULT_MIN_SIDE,
+        META_CLASSES,
+        META_IMAGE_SIZE,
+        META_MIN_SIDE,
+        model_info,
+    )
+
+    stated = {META_CLASSES: json.dumps(["a", "b"]), META_IMAGE_SIZE: "32"}
+    assert model_info(stated).min_side == DEFAULT_MIN_SIDE
+    assert model_info({**stated, META_MIN_SIDE: "9"}).min_side == 9
