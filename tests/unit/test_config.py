@@ -234,3 +234,43 @@ def test_a_model_without_a_min_side_takes_the_default():
     stated = {META_CLASSES: json.dumps(["a", "b"]), META_IMAGE_SIZE: "32"}
     assert model_info(stated).min_side == DEFAULT_MIN_SIDE
     assert model_info({**stated, META_MIN_SIDE: "9"}).min_side == 9
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "recipes.tuned.optimizer.weight_decay=abc",
+            "recipes.tuned.optimizer.weight_decay='abc': must be a number",
+        ),
+        ("recipes.text.optimizer.lr=0", "recipes.text.optimizer.lr=0: must be > 0"),
+        (
+            "curriculum.optimizers.quadratic.lr.adamw=0.1",
+            "curriculum.optimizers.quadratic.lr.adamw: unknown optimizer; allowed: sgd, "
+            "momentum, adagrad, rmsprop, adam, nadam, adadelta",
+        ),
+        (
+            "foo=1",
+            "foo: unknown key; params.yaml takes seed, data, datamodule, trainer, recipes, "
+            "export, resume, curriculum",
+        ),
+    ],
+)
+def test_refusals_read_in_full(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "params.yaml", [override])
+    assert str(caught.value) == message
+
+
+def test_a_zero_weight_decay_is_allowed_and_two_missing_rates_are_named(tmp_path):
+    assert load_config(REPO / "params.yaml", ["recipes.text.optimizer.weight_decay=0"])
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    rates = params["curriculum"]["optimizers"]["quadratic"]["lr"]
+    del rates["sgd"], rates["adam"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "params.yaml")
+    assert str(caught.value) == (
+        "curriculum.optimizers.quadratic.lr: no value for sgd, adam, raced in "
+        "curriculum.optimizers.optimizers"
+    )
