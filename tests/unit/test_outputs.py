@@ -246,3 +246,15 @@ def test_file_digest_is_md5_unless_asked_otherwise(tmp_path):
     (tmp_path / "f").write_bytes(data)
     assert file_digest(tmp_path / "f") == hashlib.md5(data).hexdigest()
     assert file_digest(tmp_path / "f", "sha256") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_live_leftover_does_not_stop_the_sweep_of_the_others(tmp_path, dead_pid):
+    """The sweep steps over a live writer's temporary and goes on: every dead one around it
+    (twenty, so that the live one is rarely listed last) is removed."""
+    live = tmp_path / f"{temp_prefix('live')}x"
+    live.write_text("being written")
+    dead = [tmp_path / f"{TEMP_PREFIX}{dead_pid}-{i:02d}-x" for i in range(20)]
+    for path in dead:
+        path.write_text("left by a killed run")
+    sweep_temporaries(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [live.name]
