@@ -1,8 +1,8 @@
 """`dlrepro search` end to end (small profile): a 4-trial study whose trials are DVC experiments
 run two at a time by DVC's queue, its driver killed (SIGKILL) after the first trial finished and a
 queue worker killed in the middle of a trial, then the same command again; and two drivers, in two
-workspaces standing in for two machines, sharing one 2-trial study on PostgreSQL (and one MLflow
-server on it). Each ends with exactly its complete trials, no parameter set twice, every trial a DVC
+workspaces standing in for two machines, sharing one study on PostgreSQL (and one MLflow server on
+it). Each ends with exactly 4 complete trials, no parameter set twice, every trial a DVC
 experiment holding its metric, and the study's MLflow run with the trials' runs nested under it.
 A promoted trial becomes a recipe that `dvc repro` trains and evaluates."""
 
@@ -133,16 +133,16 @@ def committed(root: Path, experiment: str, path: str) -> str:
     return run(root, "git", "show", f"{ref}:{path}").stdout
 
 
-def check_study(storage: str, name: str, roots: list[Path], uri_of, count: int = 4) -> list:
-    """`count` complete trials, no parameter set twice, each a DVC experiment of its driver's
+def check_study(storage: str, name: str, roots: list[Path], uri_of) -> list:
+    """4 complete trials, no parameter set twice, each a DVC experiment of its driver's
     workspace holding the told value, each one's runs nested under the study's MLflow run."""
     import mlflow
 
     found = trials(storage, name)
     complete = [t for t in found if t.state == TrialState.COMPLETE]
-    assert len(complete) == count, [(t.number, t.state, t.user_attrs) for t in found]
+    assert len(complete) == 4, [(t.number, t.state, t.user_attrs) for t in found]
     params = [tuple(sorted(t.params.items())) for t in complete]
-    assert len(set(params)) == count
+    assert len(set(params)) == 4
     study = optuna.load_study(study_name=name, storage=storage)
     parent = study.user_attrs["mlflow_parent_run_id"]
     for trial in complete:
@@ -226,10 +226,8 @@ def test_two_drivers_share_one_study_on_postgresql(baseline, tmp_path):
         study_storage = storage.replace("postgresql://", "postgresql+psycopg://")
         extra = {"OPTUNA_STORAGE": study_storage, "MLFLOW_TRACKING_URI": uri}
         cfg = yaml.safe_load((roots[0] / "conf/search/val.yaml").read_text())
-        for root in roots:  # one trial at a time on each machine, one each
-            (root / "conf/search/val.yaml").write_text(
-                yaml.safe_dump({**cfg, "jobs": 1, "trials": 2})
-            )
+        for root in roots:  # one experiment at a time on each machine
+            (root / "conf/search/val.yaml").write_text(yaml.safe_dump({**cfg, "jobs": 1}))
             commit(root, "one at a time")
         drivers = [driver(root, "val", **extra) for root in roots]
         try:
@@ -238,7 +236,7 @@ def test_two_drivers_share_one_study_on_postgresql(baseline, tmp_path):
         finally:
             for root in roots:
                 dvc(root, "queue", "stop", check=False)
-        found = check_study(study_storage, "val", roots, lambda _: uri, count=2)
+        found = check_study(study_storage, "val", roots, lambda _: uri)
     by = {t.user_attrs.get("driver") for t in found if t.state == TrialState.COMPLETE}
     assert len(by) == 2, "both drivers ran trials"
 
