@@ -124,10 +124,17 @@ def test_the_sweep_follows_no_symlink_and_steps_over_files(tmp_path, dead_pid):
     assert theirs.is_dir()  # not the workspace's to sweep
 
 
-def test_a_replaced_folder_leaves_only_the_new_one(tmp_path):
+@pytest.mark.parametrize("stale", [False, True], ids=["plain", "stale aside folder"])
+def test_a_replaced_folder_leaves_only_the_new_one(tmp_path, stale):
+    """The old copy is moved aside under this process's name for the target; one left there
+    (a replace of this pid that died between its renames) is cleared first, not renamed onto."""
     target = tmp_path / "models" / "text"
     target.mkdir(parents=True)
     (target / "old.ckpt").write_text("old")
+    if stale:
+        aside = target.parent / f"{temp_prefix(target.name)}old"
+        aside.mkdir()
+        (aside / "left.ckpt").write_text("left")
     new = tmp_path / "models" / "staged"
     new.mkdir()
     (new / "new.ckpt").write_text("new")
@@ -218,23 +225,6 @@ def test_a_figure_is_a_byte_stable_png_without_the_software_tag_and_is_closed(tm
         (200).to_bytes(4, "big") + (100).to_bytes(4, "big"),  # 2 x 1 inches at dpi 100
         ["f.png"],
     )
-
-
-def test_a_stale_aside_folder_of_this_process_does_not_block_the_replace(tmp_path):
-    """The old copy is moved aside under this process's name for the target; one left there
-    (a replace of this pid that died between its renames) is cleared first, not renamed onto."""
-    target = tmp_path / "models" / "text"
-    target.mkdir(parents=True)
-    (target / "old.ckpt").write_text("old")
-    stale = target.parent / f"{temp_prefix(target.name)}old"
-    stale.mkdir()
-    (stale / "left.ckpt").write_text("left")
-    new = tmp_path / "models" / "staged"
-    new.mkdir()
-    (new / "new.ckpt").write_text("new")
-    replace_dir(new, target)
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["text"]
-    assert [p.name for p in target.iterdir()] == ["new.ckpt"]
 
 
 def test_file_digest_is_md5_unless_asked_otherwise(tmp_path):
