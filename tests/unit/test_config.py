@@ -262,8 +262,11 @@ def test_refusals_read_in_full(override, message):
     assert str(caught.value) == message
 
 
-def test_a_zero_weight_decay_is_allowed_and_two_missing_rates_are_named(tmp_path):
+def test_bounds_that_are_allowed_are_accepted_and_two_missing_rates_are_named(tmp_path):
     assert load_config(REPO / "params.yaml", ["recipes.text.optimizer.weight_decay=0"])
+    assert load_config(REPO / "params.yaml", ["recipes.text.optimizer.dampening=1"])  # <= 1
+    with pytest.raises(ConfigError, match=r"dampening=1\.5: must be >= 0 and <= 1$"):
+        load_config(REPO / "params.yaml", ["recipes.text.optimizer.dampening=1.5"])
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     rates = params["curriculum"]["optimizers"]["quadratic"]["lr"]
     del rates["sgd"], rates["adam"]
