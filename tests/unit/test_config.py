@@ -267,6 +267,8 @@ def test_bounds_that_are_allowed_are_accepted_and_two_missing_rates_are_named(tm
     assert load_config(REPO / "params.yaml", ["recipes.text.optimizer.dampening=1"])  # <= 1
     with pytest.raises(ConfigError, match=r"dampening=1\.5: must be >= 0 and <= 1$"):
         load_config(REPO / "params.yaml", ["recipes.text.optimizer.dampening=1.5"])
+    with pytest.raises(ConfigError, match=r"momentum=1: must be >= 0 and < 1$"):  # 1 excluded
+        load_config(REPO / "params.yaml", ["recipes.text.optimizer.momentum=1"])
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     rates = params["curriculum"]["optimizers"]["quadratic"]["lr"]
     del rates["sgd"], rates["adam"]
