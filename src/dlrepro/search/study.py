@@ -59,23 +59,7 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver says what it does
     direction: Any = search.direction
     try:
-        for attempt in range(SCHEMA_ATTEMPTS):
-            try:
-                if create:
-                    study = optuna.create_study(
-                        study_name=search.name,
-                        storage=storage,
-                        direction=direction,
-                        sampler=make_sampler(search, 0),
-                        load_if_exists=True,
-                    )
-                else:
-                    study = optuna.load_study(study_name=search.name, storage=storage)
-                break
-            except Exception as err:
-                if attempt + 1 == SCHEMA_ATTEMPTS or not schema_race(err):
-                    raise
-                time.sleep(0.5 * (attempt + 1))
+        study = _open(search, storage, create)
     except KeyError:
         raise ConfigError(f"no study named {search.name!r} in {redacted(storage)}") from None
     except Exception as err:  # sqlalchemy's errors: a server down, a bad URL
@@ -86,6 +70,34 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {search.name!r} was created to {study.direction.name.lower()}")
     return study
+
+
+def _open(search: Search, storage: str, create: bool) -> Any:
+    """The study, opened again while another driver is still creating a fresh database's
+    tables (`schema_race`)."""
+    import optuna
+
+    direction: Any = search.direction
+
+    def once() -> Any:
+        if not create:
+            return optuna.load_study(study_name=search.name, storage=storage)
+        return optuna.create_study(
+            study_name=search.name,
+            storage=storage,
+            direction=direction,
+            sampler=make_sampler(search, 0),
+            load_if_exists=True,
+        )
+
+    for attempt in range(1, SCHEMA_ATTEMPTS):
+        try:
+            return once()
+        except Exception as err:
+            if not schema_race(err):
+                raise
+            time.sleep(0.5 * attempt)
+    return once()
 
 
 def schema_race(err: Exception) -> bool:
