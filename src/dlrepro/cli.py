@@ -139,15 +139,13 @@ def _predict(args: argparse.Namespace) -> None:
 def _check_config(path: str) -> None:
     """What the check-config stage checks (every key, range and cross-key rule; each recipe's
     Trainer options), then the validated config, printed."""
-    from pathlib import Path
-
-    import yaml
     from omegaconf import OmegaConf
 
     from dlrepro.config import load_config
+    from dlrepro.config.load import read_yaml
     from dlrepro.paths import repo_root
     from dlrepro.plant.runs import check_recipes
 
     cfg = load_config(path)
-    check_recipes(cfg, yaml.safe_load(Path(path).read_text()), repo_root())
+    check_recipes(cfg, read_yaml(path), repo_root())
     print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")

@@ -7,6 +7,7 @@ import yaml
 
 from dlrepro.config import load_config
 from dlrepro.config.compose import compose
+from dlrepro.config.load import read_yaml
 from dlrepro.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,3 +280,20 @@ def test_bounds_that_are_allowed_are_accepted_and_two_missing_rates_are_named(tm
         "curriculum.optimizers.quadratic.lr: no value for sgd, adam, raced in "
         "curriculum.optimizers.optimizers"
     )
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "dvc.yaml", "dvc.lock"])
+def test_read_yaml_reads_what_the_plain_safe_loader_reads(name):
+    """libyaml's parser is a speed-up only: the data equal PyYAML's pure-Python safe loader's."""
+    path = REPO / name
+    assert read_yaml(path) == yaml.load(path.read_text(), Loader=yaml.SafeLoader)
+
+
+def test_read_yaml_keeps_yaml_1_1_scalars_and_refuses_tags(tmp_path):
+    path = tmp_path / "odd.yaml"
+    path.write_text("a: 1e-3\nb: 1.0e-3\nc: yes\nd: 0o17\ne: 017\nf: ~\ng: '3'\n")
+    assert read_yaml(path) == yaml.safe_load(path.read_text())
+    assert read_yaml(path)["a"] == "1e-3"  # YAML 1.1: no dot, no float
+    path.write_text("a: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(yaml.constructor.ConstructorError):
+        read_yaml(path)

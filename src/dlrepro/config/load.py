@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -50,6 +51,13 @@ def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raise ConfigError(_one_line(err)) from None
     validate(cfg)
     return cfg
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file (params.yaml, dvc.yaml) as plain data: PyYAML's safe loader, parsed by
+    libyaml when PyYAML was built with it (the same data, several times faster)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -13,10 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dlrepro.config import Config
-from dlrepro.config.load import flatten
+from dlrepro.config.load import flatten, read_yaml
 from dlrepro.errors import ConfigError
 
 RUN_FILE = "run.json"
@@ -44,7 +42,7 @@ def read_settings(params: dict[str, Any], recipe: str) -> dict[str, Any]:
 
 def stage_params(root: Path, recipe: str) -> list[str]:
     """The `params` dvc.yaml lists for `train@<recipe>` (its foreach `${key}` filled in)."""
-    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]
+    stage = read_yaml(root / "dvc.yaml")["stages"]["train"]
     return [str(p).replace("${key}", recipe) for p in stage["do"]["params"]]
 
 

@@ -11,11 +11,10 @@ have rerun.
 
 from __future__ import annotations
 
-import yaml
-
 from dlrepro import paths
 from dlrepro.cli import run_stage
 from dlrepro.config import load_config
+from dlrepro.config.load import read_yaml
 from dlrepro.outputs import write_json
 from dlrepro.plant.runs import check_recipes
 
@@ -25,7 +24,7 @@ RECORD = paths.REPORTS / "config-check.json"
 def main() -> None:
     root = paths.repo_root()
     cfg = load_config(root / "params.yaml")  # every key, type, range and cross-key rule
-    check_recipes(cfg, yaml.safe_load((root / "params.yaml").read_text()), root)
+    check_recipes(cfg, read_yaml(root / "params.yaml"), root)
     # Constant content: the stages after it rerun for their own params, never for this record.
     write_json(root / RECORD, {"params.yaml": "valid for every stage"})
     print("check-config: params.yaml is valid for every stage")

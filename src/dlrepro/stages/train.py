@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import time
 
-import yaml
-
 from dlrepro import paths
 from dlrepro.allocator import keep_freed_memory
 from dlrepro.cli import recipe_argument, run_stage
 from dlrepro.config import load_config
+from dlrepro.config.load import read_yaml
 from dlrepro.errors import ConfigError
 from dlrepro.hashing import dvc_md5
 from dlrepro.outputs import (
@@ -41,7 +40,7 @@ def main() -> None:
     cfg = load_config(root / "params.yaml")
     recipe = recipe_argument(list(cfg.recipes))
     spec = cfg.recipes[recipe]
-    settings = runs.read_settings(yaml.safe_load((root / "params.yaml").read_text()), recipe)
+    settings = runs.read_settings(read_yaml(root / "params.yaml"), recipe)
 
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
