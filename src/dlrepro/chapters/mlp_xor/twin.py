@@ -4,18 +4,19 @@ The parameters keep the text's layout (W as (in, out) matrices, b as (1, out) ro
 from the numpy arrays, so both versions descend from the same point; everything is float64 so
 that the only differences left are rounding.
 
-Training is a plain loop, not a Lightning Trainer: the text's run is 10,000 full-batch steps on
-four rows. Through `toy_trainer` each step costs ~0.7 ms of CPU in hooks and loader (measured,
-without a logger; more with one), ~7 s for the run against a ~5 s budget per chapter, while
-this loop takes ~0.1 ms a step, and a fixed-batch gradient descent needs none of what the
-Trainer adds (loader, devices, checkpoints).
+Training is the LightningModule `XorTwin` (the network passed in as its backbone): one
+`training_step` is one full-batch step of the text's gradient descent, and `fit_full_batch` runs
+10,000 of them, not the Trainer, whose per-step hooks would cost five times the step.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from dlrepro.chapters._common.toy_trainer import fit_full_batch
 
 PARAMETERS = ("W1", "b1", "W2", "b2")
 
@@ -48,25 +49,34 @@ def as_tensors(X, y) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
 
 
-def train_gd(model: XorMLP, X, y, lr: float, epochs: int) -> np.ndarray:
-    """Gradient descent on ½·Σ error²; returns the mean squared error at every epoch, taken
-    before that epoch's update, which is the value the text prints.
+class XorTwin(pl.LightningModule):
+    """The twin's training: each `training_step` is one step of the text's gradient descent on
+    ½·Σ error² over the four rows, with plain SGD (p ← p − lr·∂L/∂p, as the numpy code updates).
+    It keeps the outputs each step saw, before its update: the text prints their error."""
 
-    The update is written out (p -= lr·∂L/∂p) rather than left to torch.optim.SGD: the result
-    is the same, but SGD's first step costs ~0.8 s of lazy imports and each later one ~30 µs
-    of bookkeeping, a third of this loop's time.
-    """
+    def __init__(self, net: XorMLP, lr: float) -> None:
+        super().__init__()
+        self.net = net
+        self.lr = lr
+        self.outputs: list[torch.Tensor] = []
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        X, y = batch
+        a2 = self.net(X)
+        self.outputs.append(a2.detach())
+        return half_sse(a2, y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr, foreach=False)
+
+
+def train_gd(model: XorMLP, X, y, lr: float, epochs: int) -> np.ndarray:
+    """`epochs` steps of XorTwin on `model`; returns the mean squared error at every epoch, taken
+    before that epoch's update, which is the value the text prints."""
     X, y = as_tensors(X, y)
-    parameters = list(model.parameters())
-    outputs = torch.empty((epochs, *y.shape), dtype=torch.float64)
-    for epoch in range(epochs):
-        a2 = model(X)
-        outputs[epoch] = a2.detach()
-        gradients = torch.autograd.grad(half_sse(a2, y), parameters)
-        with torch.no_grad():
-            for parameter, gradient in zip(parameters, gradients, strict=True):
-                parameter.sub_(gradient, alpha=lr)
-    return torch.mean((y - outputs) ** 2, dim=(1, 2)).numpy()
+    twin = XorTwin(model, lr)
+    fit_full_batch(twin, (X, y), epochs)
+    return torch.mean((y - torch.stack(twin.outputs)) ** 2, dim=(1, 2)).numpy()
 
 
 def predict(model: XorMLP, X) -> np.ndarray:

@@ -1,10 +1,11 @@
 """The torch twin of chapter 6: torch.optim's seven rules on the same problems, in float64.
 
-All the rules race at once. Each has its own leaf tensors; the problem's loss takes them
-stacked along a first "which optimizer" axis and returns one loss per optimizer, so one
-autograd pass per step fills every rule's gradients (the losses are independent, so
-backpropagating their sum gives each leaf exactly its own loss's gradient), then every
-torch.optim instance steps its own leaves. Seven separate loops would cost seven passes.
+All the rules race at once, in one LightningModule (`OptimizerRace`). Each rule has its own
+parameters; the problem's loss takes them stacked along a first "which optimizer" axis and
+returns one loss per optimizer, so one backward pass per `training_step` fills every rule's
+gradients (the losses are independent, so backpropagating their sum gives each parameter exactly
+its own loss's gradient), then every torch.optim instance (`configure_optimizers` returns the
+seven) steps its own parameters. Seven separate loops would cost seven passes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from torch import nn
 
+from dlrepro.chapters._common.toy_trainer import fit_full_batch
 from dlrepro.config.schema import OptimizerSpec
 
 
@@ -63,6 +67,52 @@ def float64_scalars() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+class OptimizerRace(pl.LightningModule):
+    """Every rule in `rates` from `start`: rule r's parameters are `weights[r]`, one float64
+    copy of each start array. `observe` records where each rule is and its loss there;
+    `training_step` observes, then returns the sum of the rules' losses."""
+
+    def __init__(
+        self,
+        losses_of: Callable[..., torch.Tensor],
+        start: list[np.ndarray],
+        rates: dict[str, float],
+        hyper: OptimizerSpec,
+    ) -> None:
+        super().__init__()
+        self.losses_of = losses_of
+        self.rates = rates
+        self.hyper = hyper
+        self.weights = nn.ModuleDict(
+            {
+                name: nn.ParameterList(torch.tensor(p, dtype=torch.float64) for p in start)
+                for name in rates
+            }
+        )
+        self.paths: list[np.ndarray] = []  # per observation: (rules, parameters) flattened
+        self.losses: list[np.ndarray] = []  # per observation: (rules,)
+
+    def observe(self) -> torch.Tensor:
+        names = list(self.rates)
+        size = len(self.weights[names[0]])
+        stacked = [torch.stack([self.weights[name][i] for name in names]) for i in range(size)]
+        loss = self.losses_of(*stacked)
+        self.losses.append(loss.detach().numpy())
+        self.paths.append(
+            torch.cat([s.detach().reshape(len(names), -1) for s in stacked], 1).numpy()
+        )
+        return loss
+
+    def training_step(self, batch: None, batch_idx: int) -> torch.Tensor:
+        return self.observe().sum()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            make_optimizer(name, list(self.weights[name]), lr, self.hyper)
+            for name, lr in self.rates.items()
+        ]
+
+
 def race(
     losses_of: Callable[..., torch.Tensor],
     start: list[np.ndarray],
@@ -76,32 +126,12 @@ def race(
     and returns the loss of each rule. Returns {name: (path, loss)}: path[t] is the flattened
     parameters after t steps (t = 0..steps) and loss[t] the loss there.
     """
-    names = list(rates)
     with float64_scalars():
-        leaves = {
-            name: [torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in start]
-            for name in names
-        }
-        every_leaf = [leaf for name in names for leaf in leaves[name]]
-        optimizers = [make_optimizer(name, leaves[name], rates[name], hyper) for name in names]
-        size = sum(p.size for p in start)
-        paths = np.empty((len(names), steps + 1, size))
-        losses = np.empty((len(names), steps + 1))
-        for t in range(steps + 1):
-            stacked = [torch.stack([leaves[name][i] for name in names]) for i in range(len(start))]
-            loss = losses_of(*stacked)
-            losses[:, t] = loss.detach().numpy()
-            paths[:, t] = torch.cat(
-                [s.detach().reshape(len(names), -1) for s in stacked], 1
-            ).numpy()
-            if t == steps:
-                break
-            gradients = torch.autograd.grad(loss.sum(), every_leaf)
-            for leaf, gradient in zip(every_leaf, gradients, strict=True):
-                leaf.grad = gradient  # what optimizer.step() reads: no zero_grad() needed
-            for optimizer in optimizers:
-                optimizer.step()
-    return {name: (paths[i], losses[i]) for i, name in enumerate(names)}
+        module = OptimizerRace(losses_of, start, rates, hyper)
+        fit_full_batch(module, None, steps)
+        module.observe()  # where the last step led
+    paths, losses = np.stack(module.paths, 1), np.stack(module.losses, 1)
+    return {name: (paths[i], losses[i]) for i, name in enumerate(rates)}
 
 
 def quadratic_losses(x: torch.Tensor) -> torch.Tensor:
