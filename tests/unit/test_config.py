@@ -297,3 +297,25 @@ def test_read_yaml_keeps_yaml_1_1_scalars_and_refuses_tags(tmp_path):
     path.write_text("a: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(yaml.constructor.ConstructorError):
         read_yaml(path)
+
+
+def test_read_yaml_takes_libyaml_when_pyyaml_has_it(tmp_path, monkeypatch):
+    used = []
+
+    class Spy(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+        def __init__(self, stream):
+            used.append(stream)
+            super().__init__(stream)
+
+    monkeypatch.setattr(yaml, "CSafeLoader", Spy)
+    path = tmp_path / "a.yaml"
+    path.write_text("a: [1, 2]\n")
+    assert read_yaml(path) == {"a": [1, 2]} and len(used) == 1
+
+
+def test_read_yaml_falls_back_to_the_pure_python_loader(tmp_path, monkeypatch):
+    """A PyYAML built without libyaml has no CSafeLoader: the same data, parsed in Python."""
+    monkeypatch.delattr(yaml, "CSafeLoader")
+    path = tmp_path / "a.yaml"
+    path.write_text("a: [1, 2]\nb: 1e-3\n")
+    assert read_yaml(path) == {"a": [1, 2], "b": "1e-3"}

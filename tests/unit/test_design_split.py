@@ -231,6 +231,9 @@ def test_a_folder_dataset_may_carve_design_and_generated_data_may_turn_it_off():
     carved = ["data.source=folder", "data.design_fraction=0.1", "data.design_size=8"]
     assert load_config(REPO / "params.yaml", carved).data.design_fraction == 0.1
     assert load_config(REPO / "params.yaml", ["data.design_size=0"]).data.design_size == 0
+    # generated data without its design/ folder may carve one from train instead
+    carve = ["data.design_size=0", "data.design_fraction=0.1"]
+    assert load_config(REPO / "params.yaml", carve).data.design_fraction == 0.1
 
 
 def test_the_evaluate_stage_scores_test_or_design_only():

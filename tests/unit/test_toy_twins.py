@@ -164,3 +164,27 @@ def test_a_single_optimizer_is_stepped_once_a_step():
     fit_full_batch(module, None, 4)
     assert stepped.count == 4
     assert module.w.item() == pytest.approx(2.0 * 0.5**4)  # w ← w − 0.25·2w
+
+
+def test_full_batch_refuses_what_it_cannot_step():
+    class NoLoss(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(1.0))
+
+        def training_step(self, batch, batch_idx):
+            return None
+
+        def configure_optimizers(self):
+            return torch.optim.SGD([self.w], lr=0.1)
+
+    with pytest.raises(TypeError, match="NoLoss.training_step must return the loss tensor"):
+        fit_full_batch(NoLoss(), None, 1)
+
+    class WithScheduler(NoLoss):
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD([self.w], lr=0.1)
+            return {"optimizer": optimizer, "lr_scheduler": None}
+
+    with pytest.raises(TypeError, match="plain torch optimizers only"):
+        fit_full_batch(WithScheduler(), None, 1)

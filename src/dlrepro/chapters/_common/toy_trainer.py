@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 # Lightning prints GPU/TPU availability and tips at INFO level for every Trainer: noise here.
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
@@ -44,11 +45,22 @@ def fit_full_batch(module: pl.LightningModule, batch: Any, steps: int) -> None:
     of them. The arithmetic is the Trainer's automatic optimization: zero the gradients, the
     step's loss, backward, every optimizer's step.
     """
-    configured = module.configure_optimizers()
-    optimizers = list(configured) if isinstance(configured, list | tuple) else [configured]
+    optimizers = _optimizers(module.configure_optimizers())
     for step in range(steps):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        module.training_step(batch, step).backward()
+        loss = module.training_step(batch, step)
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"{type(module).__name__}.training_step must return the loss tensor")
+        loss.backward()
         for optimizer in optimizers:
             optimizer.step()
+
+
+def _optimizers(configured: object) -> list[torch.optim.Optimizer]:
+    """What configure_optimizers returned, as a list of plain optimizers (no schedulers)."""
+    found = list(configured) if isinstance(configured, list | tuple) else [configured]
+    optimizers = [o for o in found if isinstance(o, torch.optim.Optimizer)]
+    if len(optimizers) != len(found):
+        raise TypeError("fit_full_batch steps plain torch optimizers only")
+    return optimizers

@@ -68,7 +68,7 @@ def float64_scalars() -> Iterator[None]:
 
 
 class OptimizerRace(pl.LightningModule):
-    """Every rule in `rates` from `start`: rule r's parameters are `weights[r]`, one float64
+    """Every rule in `rates` from `start`: rule r's parameters are `rules[r]`, one float64
     copy of each start array. `observe` records where each rule is and its loss there;
     `training_step` observes, then returns the sum of the rules' losses."""
 
@@ -83,19 +83,18 @@ class OptimizerRace(pl.LightningModule):
         self.losses_of = losses_of
         self.rates = rates
         self.hyper = hyper
-        self.weights = nn.ModuleDict(
-            {
-                name: nn.ParameterList(torch.tensor(p, dtype=torch.float64) for p in start)
-                for name in rates
-            }
-        )
+        self.rules = {
+            name: nn.ParameterList(torch.tensor(p, dtype=torch.float64) for p in start)
+            for name in rates
+        }
+        self.weights = nn.ModuleDict(self.rules)  # registers them: .parameters(), .to(device)
         self.paths: list[np.ndarray] = []  # per observation: (rules, parameters) flattened
         self.losses: list[np.ndarray] = []  # per observation: (rules,)
 
     def observe(self) -> torch.Tensor:
         names = list(self.rates)
-        size = len(self.weights[names[0]])
-        stacked = [torch.stack([self.weights[name][i] for name in names]) for i in range(size)]
+        size = len(self.rules[names[0]])
+        stacked = [torch.stack([self.rules[name][i] for name in names]) for i in range(size)]
         loss = self.losses_of(*stacked)
         self.losses.append(loss.detach().numpy())
         self.paths.append(
@@ -108,7 +107,7 @@ class OptimizerRace(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [
-            make_optimizer(name, list(self.weights[name]), lr, self.hyper)
+            make_optimizer(name, list(self.rules[name]), lr, self.hyper)
             for name, lr in self.rates.items()
         ]
 
