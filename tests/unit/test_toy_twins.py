@@ -178,7 +178,7 @@ def test_full_batch_refuses_what_it_cannot_step():
         def configure_optimizers(self):
             return torch.optim.SGD([self.w], lr=0.1)
 
-    with pytest.raises(TypeError, match="NoLoss.training_step must return the loss tensor"):
+    with pytest.raises(TypeError, match=r"NoLoss\.training_step must return the loss tensor"):
         fit_full_batch(NoLoss(), None, 1)
 
     class WithScheduler(NoLoss):
