@@ -298,19 +298,14 @@ def _nearest(key: str) -> str:
     `key` would belong to, or the node's fields when none is close."""
     node: Any = Config
     parts = key.split(".")
-    for index, part in enumerate(parts[:-1]):
-        fields = (
-            {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-        )
-        if part not in fields:
-            if node is Config or index == 0:
+    for index, part in enumerate(parts[:-1]):  # node: always a dataclass (_field_type's)
+        if part not in {f.name for f in dataclasses.fields(node)}:
+            if index == 0:
                 return ""
             continue  # a name under a dict of nodes (recipes.<name>)
         node = _field_type(node, part)
         if node is None:
             return ""
-    if not dataclasses.is_dataclass(node):
-        return ""
     names = [f.name for f in dataclasses.fields(node)]
     close = difflib.get_close_matches(parts[-1], names, n=1)
     prefix = ".".join(parts[:-1])
