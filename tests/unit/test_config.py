@@ -319,3 +319,40 @@ def test_read_yaml_falls_back_to_the_pure_python_loader(tmp_path, monkeypatch):
     path = tmp_path / "a.yaml"
     path.write_text("a: [1, 2]\nb: 1e-3\n")
     assert read_yaml(path) == {"a": [1, 2], "b": "1e-3"}
+
+
+def _params_with(tmp_path: Path, change) -> Path:
+    """The repository's params.yaml, changed by `change(params)`, written to tmp_path."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    change(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda p: p["trainer"].pop("_target_"),
+            "trainer: needs a `_target_` naming the class to build",
+        ),
+        (
+            lambda p: p.update(recipes={}),
+            "recipes: none configured (conf/config.yaml lists recipe@recipes.*)",
+        ),
+        (
+            lambda p: p["recipes"]["tuned"]["optimizer"].pop("_target_"),
+            "recipes.tuned.optimizer: needs a `_target_` naming the class to build",
+        ),
+        (
+            lambda p: p["recipes"]["tuned"]["scheduler"].pop("_target_"),
+            "recipes.tuned.scheduler: needs a `_target_` naming the class to build",
+        ),
+    ],
+    ids=["trainer", "no-recipes", "optimizer", "scheduler"],
+)
+def test_a_node_without_what_builds_it_is_refused_in_one_line(tmp_path, change, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(_params_with(tmp_path, change))
+    assert str(caught.value) == message

@@ -203,11 +203,9 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError("recipes: none configured (conf/config.yaml lists recipe@recipes.*)")
     for name, recipe in cfg.recipes.items():
         key = f"recipes.{name}"
-        for part in ("optimizer", "scheduler"):
+        for part in ("optimizer", "scheduler"):  # the schema makes only the scheduler Optional
             node = getattr(recipe, part)
-            if (node is not None or part == "optimizer") and not isinstance(
-                (node or {}).get("_target_"), str
-            ):
+            if node is not None and not isinstance(node.get("_target_"), str):
                 raise ConfigError(f"{key}.{part}: needs a `_target_` naming the class to build")
         for option in ("_target_", "max_epochs"):
             if option in recipe.trainer:
