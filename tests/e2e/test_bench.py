@@ -298,6 +298,10 @@ def test_quick_curriculum_section_times_a_chapter_stage_from_a_cold_process(tmp_
         figures["total_s"] / figures["target_s"], abs=1e-3
     )
     assert set(figures["import_s"]) >= {"import mlflow"} and figures["mlflow_store_creation_s"] > 0
+    # the floor: one chapter's library imports per stage timed (one, quick)
+    floor = figures["import_s"]["every chapter's imports"]
+    assert figures["library_import_floor_s"] == pytest.approx(floor, abs=0.01)
+    assert floor > figures["import_s"]["import torch"]
     assert f"curriculum-{chapter}" in done.stdout and "curriculum total" in done.stdout
 
 
