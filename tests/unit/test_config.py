@@ -7,7 +7,7 @@ import yaml
 
 from dlrepro.config import load_config
 from dlrepro.config.compose import compose
-from dlrepro.config.load import read_yaml
+from dlrepro.config.load import read_yaml, validate
 from dlrepro.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -356,3 +356,90 @@ def test_a_node_without_what_builds_it_is_refused_in_one_line(tmp_path, change, 
     with pytest.raises(ConfigError) as caught:
         load_config(_params_with(tmp_path, change))
     assert str(caught.value) == message
+
+
+def _text_only(params: dict) -> None:
+    """The text recipe alone (the tuned one's five blocks need larger images)."""
+    del params["recipes"]["tuned"]
+    params["export"]["recipe"] = "text"
+
+
+@pytest.mark.parametrize(("image_size", "accepted"), [(22, True), (21, False)])
+def test_the_smallest_image_for_three_valid_blocks_is_22(tmp_path, image_size, accepted):
+    """Three blocks of one valid 3×3 convolution and a 2×2 pool (`convs_per_block: null`, one
+    convolution a block): 22 → 20 → 10 → 8 → 4 → 2 → 1. Three, because the schema's least
+    image side (16) already fits the text's two."""
+
+    def change(params: dict) -> None:
+        _text_only(params)
+        params["recipes"]["text"]["model"]["conv_channels"] = [8, 16, 32]
+        params["data"]["image_size"] = image_size
+
+    path = _params_with(tmp_path, change)
+    if accepted:
+        assert load_config(path).data.image_size == 22
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        "data.image_size=21: too small for recipes.text's 3 conv blocks (valid padding): "
+        "at least 22"
+    )
+
+
+@pytest.mark.parametrize(
+    ("crop", "message"),
+    [
+        ([0.5, 0.5], None),
+        ([0.5, 0.9], None),
+        ([0.9, 0.5], "recipes.tuned.augment.crop_scale=[0.9, 0.5]: needs [min, max], min <= max"),
+        ([0.5], "recipes.tuned.augment.crop_scale=[0.5]: needs [min, max], min <= max"),
+    ],
+)
+def test_crop_scale_is_a_min_max_pair(tmp_path, crop, message):
+    path = _params_with(
+        tmp_path, lambda p: p["recipes"]["tuned"]["augment"].update(crop_scale=crop)
+    )
+    if message is None:
+        assert load_config(path).recipes["tuned"].augment.crop_scale == crop
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == message
+
+
+def test_a_callback_without_target_is_refused_naming_it(tmp_path):
+    def change(params: dict) -> None:
+        params["recipes"]["tuned"]["callbacks"]["early_stopping"] = {"patience": 3}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(_params_with(tmp_path, change))
+    assert str(caught.value) == (
+        "recipes.tuned.callbacks.early_stopping: needs a `_target_` (or null to turn it off)"
+    )
+
+
+def test_every_missing_gate_is_named(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "params.yaml", ["curriculum.perceptron.gates=[XNOR,NOR,OR]"])
+    assert ": XNOR, NOR not prepared;" in str(caught.value)
+
+
+def test_a_wrong_value_inside_a_recipe_is_named_by_its_full_key(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "params.yaml", ["recipes.tuned.model.dropout=1.5"])
+    assert str(caught.value).startswith("recipes.tuned.model.dropout=1.5: must be")
+
+
+def test_validate_names_a_top_level_key_without_a_prefix(tmp_path):
+    cfg = load_config(REPO / "params.yaml")
+    cfg.seed = -1
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg)
+    assert str(caught.value) == "seed=-1: must be >= 0"
+
+
+def test_load_config_reads_params_yaml_of_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert load_config().seed == load_config(REPO / "params.yaml").seed
