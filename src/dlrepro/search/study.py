@@ -57,7 +57,6 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver says what it does
-    direction: Any = search.direction
     try:
         study = _open(search, storage, create)
     except KeyError:
@@ -67,7 +66,7 @@ def load_study(search: Search, storage: str, create: bool = True) -> Any:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DlreproError(f"Optuna storage {redacted(storage)}: {first}") from None
-    if study.direction.name.lower() != direction:
+    if study.direction.name.lower() != search.direction:
         raise ConfigError(f"study {search.name!r} was created to {study.direction.name.lower()}")
     return study
 
