@@ -164,3 +164,43 @@ def test_the_promoted_recipe_is_listed_once_after_the_others():
     assert added.index("recipe@recipes.tuned: tuned") < added.index("recipe@recipes.tuned_s5")
     assert listed(added, "tuned_s5") == added
     assert listed(config, "tuned") == config
+
+
+def test_a_trial_is_nested_before_it_is_told_so_a_kill_between_leaves_it_to_the_next_pass(
+    tmp_path, monkeypatch
+):
+    """The driver killed after `tell` but before the runs were nested would leave a complete
+    trial whose runs hang outside the study's run forever (no later pass looks at complete
+    trials). Nesting first means a kill leaves it running, and the next pass does both."""
+    from optuna.trial import TrialState
+
+    from dlrepro.search import experiments as exps
+    from dlrepro.search.study import Driver, driver_id
+
+    search = load_search(search_file(tmp_path), ["tuned"])
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask(search.distributions())
+    for key, value in {"driver": driver_id(tmp_path), "exp_name": "space-0"}.items():
+        trial.set_user_attr(key, value)
+    monkeypatch.setattr(exps, "experiments", lambda root, baselines: {})
+    monkeypatch.setattr(exps, "outcome", lambda root, found: exps.DONE)
+    monkeypatch.setattr(exps, "metric", lambda root, name, path, key: 0.75)
+    driver = Driver(tmp_path, search, study, log=lambda line: None)
+    seen: list[TrialState] = []
+
+    def killed(told, value):
+        seen.append(study.get_trials(deepcopy=False)[told.number].state)
+        raise KeyboardInterrupt  # the kill, in the middle of nesting
+
+    with pytest.raises(KeyboardInterrupt):
+        driver.reconcile(killed)
+    assert seen == [TrialState.RUNNING]
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
+
+    def nest(told, value):
+        seen.append(study.get_trials(deepcopy=False)[told.number].state)
+
+    assert driver.reconcile(nest) == 0
+    assert seen == [TrialState.RUNNING, TrialState.RUNNING]
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.COMPLETE
+    assert study.get_trials(deepcopy=False)[0].value == 0.75

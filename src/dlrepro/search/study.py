@@ -172,9 +172,11 @@ class Driver:
                 except DlreproError as err:  # it would hold no number on a rerun either
                     self._fail(trial, name, str(err), retry=False)
                     continue
+                # Its runs nested first: a driver killed between the two leaves the trial
+                # running, and the next pass nests again (tags are idempotent) and tells it.
+                on_told(trial, value)
                 self.study.tell(trial.number, value)
                 self.log(f"trial {trial.number} ({name}): {self.search.metric} {value:.4f}")
-                on_told(trial, value)
             else:
                 self._fail(trial, name, state)
         return pending
