@@ -199,7 +199,7 @@ def _timed(call: Callable[[], object]) -> float:
 def _torch_figures(threads: int) -> dict[str, float]:
     import torch
 
-    from dlrepro.plant.datamodule import images_to_tensor
+    from dlrepro.plant.inference import images_to_tensor
 
     torch.set_num_threads(threads)
     model = text_classifier(image_size=IMAGE_SIZE).eval()

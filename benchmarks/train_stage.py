@@ -168,8 +168,8 @@ def checkpoint_answers(
     """The checkpoint's accuracy on `cache`'s `split` (as `evaluate` measures it), and per
     image, in the split's order, whether its answer was right."""
     from dlrepro.data.cache import load_split
-    from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
+    from dlrepro.plant.inference import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     images, labels, classes = load_split(cache, split)

@@ -23,8 +23,8 @@ import yaml
 
 from dlrepro.data.cache import load_split
 from dlrepro.data.ingest import ingest
-from dlrepro.plant.classifier import load_checkpoint
 from dlrepro.plant.evaluate import evaluate
+from dlrepro.plant.inference import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32  # the tuned network's five blocks halve it five times, to 1

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dlrepro.errors import DataError
-from dlrepro.plant.classifier import load_checkpoint
+from dlrepro.plant.inference import load_checkpoint
 from dlrepro.plant.runs import RUN_FILE, may_resume
 
 

@@ -16,9 +16,9 @@ import pytorch_lightning as pl
 import torch
 
 from dlrepro.errors import DataError
-from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
-from dlrepro.plant.datamodule import images_to_tensor
+from dlrepro.plant.classifier import LeafClassifier
 from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.plant.inference import Predictor, images_to_tensor, load_checkpoint
 from dlrepro.serving import export
 from dlrepro.serving.contract import to_model_input
 from dlrepro.serving.export import ParityError, check_parity, export_checkpoint
@@ -156,7 +156,8 @@ def test_exports_are_byte_identical_across_runs(tmp_path):
 def test_one_trace_for_both_files_writes_the_bytes_of_exporting_the_module(tmp_path):
     """The export traces the model once and translates that program to ONNX: the plain way,
     `torch.onnx.export` of the module itself, must give the same file, byte for byte."""
-    model = write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    write_checkpoint(tmp_path / "best.ckpt", **SMALL)
+    model = load_checkpoint(tmp_path / "best.ckpt")  # what the export loads
     plain = torch.onnx.export(
         export.ProbabilityModel(model).eval(),
         (torch.zeros(2, 3, 32, 32),),
@@ -218,6 +219,51 @@ def test_unusable_checkpoint_is_one_line(tmp_path):
     with pytest.raises(DataError) as bad:
         load_checkpoint(tmp_path / "bad.ckpt")
     assert "not a usable classifier checkpoint" in str(bad.value) and "\n" not in str(bad.value)
+
+
+@pytest.mark.parametrize("arch", [SMALL, TUNED], ids=["one-view", "8-symmetries"])
+@pytest.mark.parametrize("classes", [CLASSES, ["a", "b", "c"]], ids=["binary", "3-class"])
+def test_a_loaded_checkpoint_answers_bit_for_bit_as_the_module_that_wrote_it(
+    tmp_path, arch, classes
+):
+    """`load_checkpoint` gives the Lightning-free `Predictor`; `LeafClassifier.from_checkpoint`
+    the LightningModule. Both answer exactly what the trained module answers."""
+    trained = write_checkpoint(tmp_path / "best.ckpt", classes=classes, **arch)
+    loaded = load_checkpoint(tmp_path / "best.ckpt")
+    assert isinstance(loaded, Predictor) and not loaded.training
+    assert (loaded.class_names, loaded.image_size) == (classes, trained.image_size)
+    assert loaded.views_per_image == trained.views_per_image == (8 if arch is TUNED else 1)
+    back = LeafClassifier.from_checkpoint(tmp_path / "best.ckpt")
+    assert not back.training
+    images = images_to_tensor(random_images(6, trained.image_size, seed=5))
+    with torch.inference_mode():
+        expected = trained.eval().class_probabilities(images)
+        assert expected.shape == (6, len(classes))
+        assert torch.equal(loaded(images), expected)
+        assert torch.equal(back.class_probabilities(images), expected)
+        assert torch.equal(
+            loaded.predicted_probabilities(images), trained.predicted_probabilities(images)
+        )
+
+
+def test_evaluation_export_and_prediction_import_no_lightning():
+    """What only predicts pays torch's import, not Lightning's (about 1.4 s a process)."""
+    predicting = ["dlrepro.stages.evaluate", "dlrepro.stages.export", "dlrepro.serving.predict"]
+    predicting += ["dlrepro.plant.inference", "dlrepro.plant.evaluate", "dlrepro.serving.export"]
+
+    def lightning_after(modules: list[str]) -> str:
+        code = (
+            f"import sys\nfor m in {modules!r}: __import__(m)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'pytorch_lightning', 'lightning_fabric', 'lightning'}))"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert lightning_after(predicting) == "[]"
+    # the check sees Lightning where it is imported
+    assert "pytorch_lightning" in lightning_after([*predicting, "dlrepro.plant.classifier"])
 
 
 @pytest.mark.slow

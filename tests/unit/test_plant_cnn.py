@@ -11,13 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlrepro.errors import DataError
-from dlrepro.plant.classifier import load_checkpoint, square_symmetries
-from dlrepro.plant.datamodule import (
-    EpochBatchSampler,
-    ImageBatches,
-    PlantDataModule,
-    images_to_tensor,
-)
+from dlrepro.plant.datamodule import EpochBatchSampler, ImageBatches, PlantDataModule
+from dlrepro.plant.inference import images_to_tensor, load_checkpoint, square_symmetries
 from dlrepro.plant.networks import AvgMaxPool
 from helpers.models import plant_cnn
 

@@ -12,10 +12,11 @@ from sklearn import metrics as skm
 from dlrepro.errors import ConfigError, DataError
 from dlrepro.plant.augment import BatchAugment
 from dlrepro.plant.callbacks import HISTORY_METRICS
-from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
+from dlrepro.plant.classifier import LeafClassifier
 from dlrepro.plant.datamodule import PlantDataModule, StackedRows
 from dlrepro.plant.evaluate import count_metrics, evaluate
 from dlrepro.plant.figures import confusion_figure, misclassified_gallery, roc_figure
+from dlrepro.plant.inference import load_checkpoint
 from dlrepro.plant.networks import ConvNet
 from dlrepro.plant.train import build_trainer, fit_plant_cnn
 from helpers.models import plant_cnn
@@ -320,7 +321,8 @@ def test_evaluate_reproduces_the_best_val_acc(three_epochs):
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning 2.6 against torch 2.14, not ours
 def test_trainer_predict_gives_one_probability_per_image(three_epochs):
-    model = load_checkpoint(three_epochs.best_checkpoint)
+    model = LeafClassifier.from_checkpoint(three_epochs.best_checkpoint)
+    assert_same_weights(model.state_dict(), weights(three_epochs.best_checkpoint))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     probs = torch.cat(trainer.predict(model, datamodule=leaf_datamodule()))
     assert probs.shape == (32,)

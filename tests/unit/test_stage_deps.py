@@ -104,7 +104,18 @@ def imported_names(path: Path, argv: list[str]) -> set[str]:
         module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     )
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    # `if TYPE_CHECKING:` blocks never run: their imports are for the type checker only
+    typing_only = {
+        id(inner)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+        for stmt in block.body
+        for inner in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -245,6 +256,25 @@ def test_the_closure_sees_lazy_and_by_name_imports():
     assert "dlrepro/chapters/perceptron/twin.py" in rel  # imported inside train_lightning()
     assert "dlrepro/chapters/mlp_xor/run.py" not in rel
     assert not {"dlrepro/tracking/runs.py", "dlrepro/cli.py"} & rel  # plumbing is not followed
+
+
+def test_an_import_for_the_type_checker_only_is_not_a_dep(tmp_path, monkeypatch):
+    """`if TYPE_CHECKING:` imports never run; the same import outside that block counts."""
+    monkeypatch.setitem(globals(), "SRC", tmp_path)
+    (tmp_path / "dlrepro").mkdir()
+    module = tmp_path / "dlrepro" / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import typing\n"
+        "if TYPE_CHECKING:\n    from dlrepro.plant.classifier import LeafClassifier\n"
+        "if typing.TYPE_CHECKING:\n    import dlrepro.plant.train\n"
+        "else:\n    import dlrepro.plant.networks\n"
+    )
+    found = imported_names(module, [])
+    assert "dlrepro.plant.networks" in found
+    assert not {"dlrepro.plant.classifier", "dlrepro.plant.train"} & found
+    module.write_text("from dlrepro.plant.classifier import LeafClassifier\n")
+    assert "dlrepro.plant.classifier" in imported_names(module, [])
 
 
 def test_a_missing_or_extra_dep_is_named(monkeypatch):

@@ -3,10 +3,10 @@
 
 It holds what training adds to a network: the loss (binary cross-entropy in its stable logits
 form, cross-entropy for more than two classes), accuracy per split, the optimizer and LR
-scheduler wiring, and the answer evaluation, export and prediction give (`predicted_probabilities`:
-sigmoid or softmax, optionally averaged over the 8 symmetries of each image). The network is
-passed in, as in Lightning's backbone pattern; a checkpoint stores its config, so
-`load_checkpoint` rebuilds it without unpickling code.
+scheduler wiring. Its answer (sigmoid or softmax, optionally averaged over the 8 symmetries of
+each image) is `dlrepro.plant.inference`'s, which evaluation, export and prediction load without
+Lightning. The network is passed in, as in Lightning's backbone pattern; a checkpoint stores its
+config, so `inference.load_checkpoint` rebuilds it without unpickling code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -24,8 +24,8 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from dlrepro.errors import DataError
-from dlrepro.plant.networks import ConvNet, build_network
+from dlrepro.plant import inference
+from dlrepro.plant.networks import ConvNet
 
 # Keras' `optimizer='adam'`: the default when no optimizer is given (conf/optimizer/adam.yaml).
 KERAS_ADAM = partial(torch.optim.Adam, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
@@ -36,18 +36,6 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 # With fewer steps one-cycle's warm-up phase is empty and torch divides by zero.
 MIN_SCHEDULE_STEPS = 16
-
-SYMMETRIES = 8  # of a square: 4 quarter turns, each as it is and mirrored
-
-
-def square_symmetries(images: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 symmetries of square images (N, C, S, S): each of the 4 quarter turns, as it is and
-    mirrored left to right; the first is the images themselves."""
-    views = []
-    for turns in range(SYMMETRIES // 2):
-        turned = torch.rot90(images, turns, dims=(2, 3)) if turns else images
-        views += [turned, turned.flip(3)]
-    return views
 
 
 class LeafClassifier(pl.LightningModule):
@@ -87,6 +75,16 @@ class LeafClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.train_acc, self.val_acc = self._accuracy(), self._accuracy()
 
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> LeafClassifier:
+        """The checkpoint's classifier as a LightningModule in eval mode (for `Trainer.predict`,
+        or to train on from its weights; the optimizer's state is not restored), loaded as
+        `inference.load_checkpoint` loads it: weights only, no code from the file runs."""
+        loaded = inference.load_checkpoint(path)
+        return cls(
+            loaded.net, loaded.class_names, average_symmetries=loaded.average_symmetries
+        ).eval()
+
     def _accuracy(self) -> Metric:
         if self.is_binary:
             return BinaryAccuracy()
@@ -110,34 +108,23 @@ class LeafClassifier(pl.LightningModule):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Binary: P(class 1) per image, shape (N,). Otherwise softmax over classes, (N, C)."""
-        if self.is_binary:
-            return torch.sigmoid(logits[:, 0])
-        return torch.softmax(logits, dim=1)
+        return inference.probabilities(logits)
 
     @property
     def views_per_image(self) -> int:
         """Forward passes behind each answer of `predicted_probabilities`: 8 or 1."""
-        return SYMMETRIES if self.hparams["average_symmetries"] else 1
+        return inference.SYMMETRIES if self.hparams["average_symmetries"] else 1
 
     def predicted_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """What evaluation, export and prediction answer for float images (N, 3, S, S): the
         `probabilities` of the logits, averaged over the image's 8 symmetries when
         `average_symmetries`."""
-        if self.views_per_image == 1:
-            return self.probabilities(self(images))
-        views = square_symmetries(images)
-        # sum() of a non-empty sequence of tensors is a tensor; its stub adds the int start value
-        return cast(
-            torch.Tensor, sum(self.probabilities(self(view)) for view in views) / len(views)
-        )
+        return inference.predicted_probabilities(self, images, self.views_per_image)
 
     def class_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C) class probabilities, column i = P(class_names[i]): the binary model's
         P(class_names[1]) becomes [1 − p, p]. What the exports answer."""
-        probabilities = self.predicted_probabilities(images)
-        if self.is_binary:
-            return torch.stack([1 - probabilities, probabilities], dim=1)
-        return probabilities
+        return inference.class_columns(self.predicted_probabilities(images))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_binary:
@@ -190,30 +177,3 @@ class LeafClassifier(pl.LightningModule):
             if name in accepted:
                 return self.scheduler_factory(optimizer, **{name: steps})
         return self.scheduler_factory(optimizer)
-
-
-def load_checkpoint(path: str | Path) -> LeafClassifier:
-    """The classifier in `path`, on the CPU, in eval mode: weights-only unpickling (no code from
-    the file runs), the network rebuilt from its stored config. A missing or unusable file
-    (truncated, not a checkpoint, another format) is a DataError in one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint; run `dvc repro train` first")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        hparams = checkpoint["hyper_parameters"]
-        model = LeafClassifier(
-            build_network(hparams["network"]),
-            class_names=hparams["class_names"],
-            average_symmetries=hparams["average_symmetries"],
-        )
-        model.load_state_dict(checkpoint["state_dict"])
-    except Exception as err:  # torch raises many kinds for a bad file, KeyError a foreign one
-        text = str(err).strip()
-        reason = text.splitlines()[0] if text else type(err).__name__
-        if isinstance(err, KeyError):
-            reason = f"no {reason} entry"
-        raise DataError(
-            f"{path}: not a usable classifier checkpoint ({reason}); `dvc repro` retrains it"
-        ) from None
-    return model.eval()

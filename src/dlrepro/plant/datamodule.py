@@ -25,20 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dlrepro.errors import DataError
 from dlrepro.plant.augment import BatchAugment
-
-# The text's rescale=1./255, applied as Keras applies it (a multiplication, not a division).
-RESCALE = 1.0 / 255
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → float32 (N, 3, H, W) in [0, 1].
-
-    The result is logically CHW but keeps NHWC memory (a permuted view), which is the
-    channels_last layout the CNN prefers. The uint8 batch is copied once: slices of the read-only
-    cache memmap must not become tensors that alias it.
-    """
-    batch = torch.from_numpy(np.array(images))
-    return batch.permute(0, 3, 1, 2).float().mul_(RESCALE)
+from dlrepro.plant.inference import RESCALE, images_to_tensor
 
 
 class BatchPlan(NamedTuple):

@@ -12,15 +12,17 @@ torchmetrics (the first point's threshold is 1.0 where scikit-learn writes +inf)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torchmetrics.functional.classification as tmf
 from tqdm import tqdm
 
-from dlrepro.plant.classifier import LeafClassifier
-from dlrepro.plant.datamodule import images_to_tensor
+from dlrepro.plant.inference import Predictor, images_to_tensor
+
+if TYPE_CHECKING:  # evaluation itself never imports Lightning
+    from dlrepro.plant.classifier import LeafClassifier
 
 POSITIVE_CLASS_NAME = "diseased"  # matched case-insensitively
 THRESHOLD = 0.5
@@ -33,7 +35,7 @@ def positive_class_index(classes: Sequence[str]) -> int:
 
 
 def predict_probabilities(
-    model: LeafClassifier, images: np.ndarray, batch_size: int = 64
+    model: Predictor | LeafClassifier, images: np.ndarray, batch_size: int = 64
 ) -> np.ndarray:
     """Binary: P(classes[1]) per image, (N,). Otherwise class probabilities, (N, C).
 
@@ -55,7 +57,7 @@ def predict_probabilities(
 
 
 def torch_probabilities(
-    model: LeafClassifier, images: np.ndarray, batch_size: int = 64
+    model: Predictor | LeafClassifier, images: np.ndarray, batch_size: int = 64
 ) -> np.ndarray:
     """The classifier's class probabilities (N, C) on uint8 RGB (N, S, S, 3), batched: what the
     exports must reproduce."""
@@ -124,7 +126,7 @@ def _roc_points(fpr: torch.Tensor, tpr: torch.Tensor, thresholds: torch.Tensor) 
 
 
 def evaluate(
-    model: LeafClassifier,
+    model: Predictor | LeafClassifier,
     images: np.ndarray,
     labels: np.ndarray,
     classes: Sequence[str],

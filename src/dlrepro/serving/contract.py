@@ -28,7 +28,7 @@ OUTPUT_NAME = "probabilities"
 # The ingest's default (conf/data: min_side); an ONNX export carries the value training used.
 DEFAULT_MIN_SIDE = 16
 # Training's ImageDataGenerator(rescale=1./255): a float32 multiplication, as
-# `dlrepro.plant.datamodule.images_to_tensor` does it, so the inputs are bit-identical.
+# `dlrepro.plant.inference.images_to_tensor` does it, so the inputs are bit-identical.
 RESCALE = np.float32(1.0 / 255)
 
 # Keys of the ONNX model's metadata_props (all values are strings).

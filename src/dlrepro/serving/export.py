@@ -2,7 +2,7 @@
 checkpoint.
 
 What is exported is the checkpoint's classifier in eval mode *with its output activation*
-(`LeafClassifier.class_probabilities`): the graph answers class probabilities (N, C), with the
+(`class_probabilities`): the graph answers class probabilities (N, C), with the
 average over the 8 symmetries inside it when the model averages them, so the ONNX file, the
 registered model and a served endpoint need no post-processing. The input contract and the
 metadata keys are `dlrepro.serving.contract`'s.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,9 +27,8 @@ from torch import nn
 
 from dlrepro.errors import DataError, DlreproError
 from dlrepro.outputs import staging_dir
-from dlrepro.plant.classifier import LeafClassifier, load_checkpoint
-from dlrepro.plant.datamodule import images_to_tensor
 from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.plant.inference import Predictor, images_to_tensor, load_checkpoint
 from dlrepro.serving.contract import (
     DEFAULT_MIN_SIDE,
     INPUT_NAME,
@@ -38,6 +37,11 @@ from dlrepro.serving.contract import (
     metadata,
 )
 from dlrepro.serving.runtime import OnnxModel
+
+if TYPE_CHECKING:  # a LeafClassifier exports as well; the stage loads a Predictor
+    from dlrepro.plant.classifier import LeafClassifier
+
+    Classifier = Predictor | LeafClassifier
 
 PARITY_TOLERANCE = 1e-5
 # Both exporters record, per node, the Python stack that produced it: absolute paths of this
@@ -52,7 +56,7 @@ class ParityError(DlreproError):
 class ProbabilityModel(nn.Module):
     """The exported graph: images → the classifier's class probabilities."""
 
-    def __init__(self, model: LeafClassifier) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
 
@@ -60,21 +64,21 @@ class ProbabilityModel(nn.Module):
         return self.model.class_probabilities(images)
 
 
-def onnx_metadata(model: LeafClassifier, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
+def onnx_metadata(model: Classifier, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
     if not model.class_names:
         raise DataError("the checkpoint names no classes (class_names): retrain it with names")
     info = ModelInfo(model.class_names, model.image_size, min_side)
     return metadata(info, model.views_per_image)
 
 
-def _example_and_shapes(model: LeafClassifier) -> tuple[tuple[torch.Tensor], dict]:
+def _example_and_shapes(model: Classifier) -> tuple[tuple[torch.Tensor], dict]:
     size = model.image_size
     # batch 2 in the example: torch.export specialises a dimension whose example size is 1
     example = (torch.zeros(2, 3, size, size),)
     return example, {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}}
 
 
-def exported_program(model: LeafClassifier) -> torch.export.ExportedProgram:
+def exported_program(model: Classifier) -> torch.export.ExportedProgram:
     """`model` (with its output activation) traced once by `torch.export`, batch size dynamic,
     without stack traces (they hold this machine's paths): the source of both exports."""
     example, shapes = _example_and_shapes(model)
@@ -85,7 +89,7 @@ def exported_program(model: LeafClassifier) -> torch.export.ExportedProgram:
 
 
 def export_onnx(
-    model: LeafClassifier,
+    model: Classifier,
     path: str | Path,
     min_side: int = DEFAULT_MIN_SIDE,
     program: torch.export.ExportedProgram | None = None,
@@ -130,7 +134,7 @@ def _name_the_batch_dimension(graph: Any) -> None:
 
 
 def export_program(
-    model: LeafClassifier, path: str | Path, program: torch.export.ExportedProgram | None = None
+    model: Classifier, path: str | Path, program: torch.export.ExportedProgram | None = None
 ) -> Path:
     """Write `model` (with its output activation) as a `torch.export` program archive: `program`
     (`exported_program(model)`, traced here when not given)."""

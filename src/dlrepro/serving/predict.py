@@ -45,7 +45,7 @@ class CheckpointModel:
     Weights-only loading: no code from the file runs."""
 
     def __init__(self, path: str | Path) -> None:
-        from dlrepro.plant.classifier import load_checkpoint
+        from dlrepro.plant.inference import load_checkpoint
 
         self.model = load_checkpoint(path)
         if not self.model.class_names:

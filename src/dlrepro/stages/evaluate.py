@@ -53,8 +53,8 @@ def main() -> None:
 
     from dlrepro.data.cache import load_split
     from dlrepro.outputs import write_json
-    from dlrepro.plant.classifier import load_checkpoint
     from dlrepro.plant.evaluate import evaluate
+    from dlrepro.plant.inference import load_checkpoint
     from dlrepro.tracking.lineage import log_test_metrics, train_run_of
 
     checkpoint = root / paths.selected_checkpoint(recipe, selected_on)
