@@ -20,6 +20,8 @@ Run from the repository root (the folder that holds `benchmarks/`). Sections, on
 - scale (benchmarks.scale; `--scale 800,4000,20000`, instead of the others): prepare and train
   cost per image and the train stage's peak RSS as the training set grows.
 - predict (benchmarks.predict): `dlrepro predict`'s cold start, latency and throughput.
+- pipeline (benchmarks.pipeline): `dvc repro` in a fresh clone of HEAD, each stage's wall beside
+  its target, the curriculum's and the pipeline's totals.
 
 Figures go to stdout as one table per section, and to `reports/bench.json` (a local measurement
 file, not a pipeline output). Throughput counts only steady steps: the interval from the end of
@@ -41,6 +43,7 @@ from typing import Any
 
 from benchmarks.common import Scale, load_average
 from benchmarks.curriculum import bench_curriculum
+from benchmarks.pipeline import bench_pipeline
 from benchmarks.predict import bench_predict
 from benchmarks.recipes import bench_recipes
 from benchmarks.scale import bench_scale
@@ -50,7 +53,7 @@ from dlrepro import paths
 from dlrepro.allocator import keep_freed_memory
 from dlrepro.cli import run_stage
 
-SECTIONS = ("curriculum", "training", "vs_keras", "recipes", "predict")
+SECTIONS = ("curriculum", "training", "vs_keras", "recipes", "predict", "pipeline")
 DEFAULT_OUTPUT = paths.REPORTS / "bench.json"
 
 
@@ -62,6 +65,7 @@ RUNNERS: dict[str, Callable[[Scale], dict[str, Any]]] = {
         scale.quick, scale.seeds, scale.design, scale.train_leaves
     ),
     "predict": lambda scale: bench_predict(scale.quick),
+    "pipeline": bench_pipeline,
 }
 
 

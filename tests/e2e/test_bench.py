@@ -316,3 +316,35 @@ def test_predict_section_measures_cold_start_latency_and_throughput(tmp_path: Pa
     throughput = next(v for k, v in figures.items() if k.startswith("batch-") and "ORT" in k)
     assert float(throughput.split()[0]) > 0
     assert "predict: inference" in done.stdout
+
+
+def test_stage_walls_run_from_each_running_line_to_the_next():
+    from benchmarks.pipeline import stage_walls
+
+    lines = [
+        (1.0, "Running stage 'check-config':"),
+        (1.5, "> python -m dlrepro.stages.check_config"),
+        (3.0, "Running stage 'train@text':"),
+        (9.0, "Updating lock file 'dvc.lock'"),
+        (10.0, "Running stage 'curriculum-perceptron':"),
+    ]
+    walls = stage_walls(lines, end=12.5)
+    assert walls == {"check-config": 2.0, "train@text": 7.0, "curriculum-perceptron": 2.5}
+    assert stage_walls([(1.0, "Data and pipelines are up to date.")], end=2.0) == {}
+
+
+@pytest.mark.slow
+def test_quick_pipeline_section_times_each_stage_of_a_fresh_clone(tmp_path: Path) -> None:
+    done, results = run_bench(tmp_path, "--quick", "--only", "pipeline")
+    figures = results["pipeline"]
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    assert figures["quick"] is True and figures["commit"] == head
+    # a fresh clone has no outputs: DVC runs `gates` (and whatever it needs that git lacks)
+    assert "gates" in figures["stage_s"] and set(figures["stage_s"]) <= {"check-config", "gates"}
+    assert all(seconds > 0 for seconds in figures["stage_s"].values())
+    assert figures["total_s"] >= sum(figures["stage_s"].values())
+    assert "pipeline" not in figures["ratios"]  # quick: no whole-pipeline figure to compare
+    for row in ("gates", "pipeline total", "fresh clone of " + head):
+        assert row in done.stdout, row
