@@ -27,8 +27,7 @@ def main(argv: list[str]) -> None:
     logging.disable(logging.WARNING)  # the ONNX exporter's notes about absent torchvision ops
     from dlrepro.data.cache import load_split
     from dlrepro.paths import CACHE, repo_root
-    from dlrepro.plant.evaluate import torch_probabilities
-    from dlrepro.plant.inference import load_checkpoint
+    from dlrepro.plant.inference import load_checkpoint, torch_probabilities
     from dlrepro.serving import export
 
     root = repo_root()

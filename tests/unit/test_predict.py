@@ -21,7 +21,7 @@ from benchmarks.predict import forward_flops
 from dlrepro.cli import main
 from dlrepro.data.images import load_square_rgb
 from dlrepro.plant.classifier import LeafClassifier
-from dlrepro.plant.evaluate import torch_probabilities
+from dlrepro.plant.inference import torch_probabilities
 from dlrepro.serving.contract import ONNX_MODEL
 from dlrepro.serving.export import export_onnx
 from dlrepro.serving.predict import expand_paths, predict_files, run

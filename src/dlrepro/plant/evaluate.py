@@ -56,19 +56,6 @@ def predict_probabilities(
     return torch.cat(chunks).numpy()
 
 
-def torch_probabilities(
-    model: Predictor | LeafClassifier, images: np.ndarray, batch_size: int = 64
-) -> np.ndarray:
-    """The classifier's class probabilities (N, C) on uint8 RGB (N, S, S, 3), batched: what the
-    exports must reproduce."""
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = images_to_tensor(images[start : start + batch_size])
-            chunks.append(model.class_probabilities(batch).numpy())
-    return np.concatenate(chunks)
-
-
 def _floats(values: torch.Tensor) -> list[float]:
     return [float(v) for v in values]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -72,6 +72,12 @@ def class_columns(probabilities_: torch.Tensor) -> torch.Tensor:
     if probabilities_.dim() == 1:
         return torch.stack([1 - probabilities_, probabilities_], dim=1)
     return probabilities_
+
+
+class Answers(Protocol):
+    """What answers class probabilities: a `Predictor`, or the LeafClassifier in training."""
+
+    def class_probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
 class Predictor(nn.Module):
@@ -144,3 +150,14 @@ def load_checkpoint(path: str | Path) -> Predictor:
             f"{path}: not a usable classifier checkpoint ({reason}); `dvc repro` retrains it"
         ) from None
     return model.eval()
+
+
+def torch_probabilities(model: Answers, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The classifier's class probabilities (N, C) on uint8 RGB (N, S, S, 3), batched: what the
+    exports must reproduce."""
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = images_to_tensor(images[start : start + batch_size])
+            chunks.append(model.class_probabilities(batch).numpy())
+    return np.concatenate(chunks)

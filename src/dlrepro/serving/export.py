@@ -27,8 +27,12 @@ from torch import nn
 
 from dlrepro.errors import DataError, DlreproError
 from dlrepro.outputs import staging_dir
-from dlrepro.plant.evaluate import torch_probabilities
-from dlrepro.plant.inference import Predictor, images_to_tensor, load_checkpoint
+from dlrepro.plant.inference import (
+    Predictor,
+    images_to_tensor,
+    load_checkpoint,
+    torch_probabilities,
+)
 from dlrepro.serving.contract import (
     DEFAULT_MIN_SIDE,
     INPUT_NAME,

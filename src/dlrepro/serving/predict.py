@@ -53,7 +53,7 @@ class CheckpointModel:
         self.info = ModelInfo(self.model.class_names, self.model.image_size, DEFAULT_MIN_SIDE)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        from dlrepro.plant.evaluate import torch_probabilities
+        from dlrepro.plant.inference import torch_probabilities
 
         return torch_probabilities(self.model, images, batch_size=len(images))
 
