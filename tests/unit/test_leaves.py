@@ -90,6 +90,17 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path):
     assert all(a[name] != c[name] for name in a)
 
 
+def test_rendering_in_several_processes_writes_the_same_bytes_as_in_one(tmp_path):
+    """The plain loop (workers=1) against a pool of spawned processes; the counts too."""
+    sizes = {"train_size": 8, "test_size": 4, "seed": 2, "image_size": 96, "design_size": 4}
+    plain = generate_dataset(tmp_path / "plain", **sizes, workers=1)
+    pooled = generate_dataset(tmp_path / "pooled", **sizes, workers=2)
+    assert plain == pooled == {split: {"Healthy": n, "Diseased": n} for split, n in
+                               (("train", 4), ("test", 2), ("design", 2))}  # fmt: skip
+    one, two = _files(tmp_path / "plain"), _files(tmp_path / "pooled")
+    assert len(one) == 16 and one == two
+
+
 def test_an_image_depends_only_on_its_own_seed_not_on_how_many_are_drawn(tmp_path):
     generate_dataset(tmp_path / "small", train_size=2, test_size=2, seed=5, image_size=96)
     generate_dataset(tmp_path / "large", train_size=8, test_size=6, seed=5, image_size=96)
