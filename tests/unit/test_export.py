@@ -119,6 +119,22 @@ def test_an_export_averaging_symmetries_answers_alike_for_a_turned_or_mirrored_i
         )
 
 
+def test_an_averaging_model_holds_its_network_once_in_the_graph(tmp_path):
+    """The 8 views run as one batch through one copy of the network (a graph 8 times smaller to
+    trace and translate); its answer is the eager loop's over the views, within the tolerance."""
+    write_checkpoint(tmp_path / "best.ckpt", **TUNED)
+    model = load_checkpoint(tmp_path / "best.ckpt")
+    path = export.export_onnx(model, tmp_path / "m.onnx")
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.net.modules())
+    assert convs >= 2
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Conv") == convs
+    images = random_images(5, 32)
+    with torch.inference_mode():
+        graph = export.ProbabilityModel(model).eval()(images_to_tensor(images))
+        eager = model.class_probabilities(images_to_tensor(images))
+    torch.testing.assert_close(graph, eager, rtol=0, atol=export.PARITY_TOLERANCE)
+
+
 def test_batch_dimension_is_dynamic_in_both_formats(tmp_path):
     model = write_checkpoint(tmp_path / "best.ckpt", **SMALL).eval()
     onnx_model = OnnxModel(export.export_onnx(model, tmp_path / "m.onnx"))

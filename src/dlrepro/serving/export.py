@@ -29,8 +29,11 @@ from dlrepro.errors import DataError, DlreproError
 from dlrepro.outputs import staging_dir
 from dlrepro.plant.inference import (
     Predictor,
+    class_columns,
     images_to_tensor,
     load_checkpoint,
+    probabilities,
+    square_symmetries,
     torch_probabilities,
 )
 from dlrepro.serving.contract import (
@@ -58,14 +61,26 @@ class ParityError(DlreproError):
 
 
 class ProbabilityModel(nn.Module):
-    """The exported graph: images → the classifier's class probabilities."""
+    """The exported graph: images → the classifier's class probabilities.
+
+    A model that averages the 8 symmetries runs them as one batch of 8N images through one copy
+    of the network, where eager evaluation loops over the views: the graph holds the network
+    once instead of 8 times, so tracing and the ONNX translation take about an eighth of the
+    work. The same function, in another order of float operations; the parity check holds the
+    exports to the checkpoint's eager answer.
+    """
 
     def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.class_probabilities(images)
+        views = self.model.views_per_image
+        if views == 1:
+            return self.model.class_probabilities(images)
+        answers = probabilities(self.model.net(torch.cat(square_symmetries(images))))
+        mean = answers.reshape(views, images.shape[0], *answers.shape[1:]).mean(dim=0)
+        return class_columns(mean)
 
 
 def onnx_metadata(model: Classifier, min_side: int = DEFAULT_MIN_SIDE) -> dict[str, str]:
