@@ -88,12 +88,12 @@ def test_selection_scores_are_the_val_split_accuracies_of_the_saved_weights(trai
     images, labels, classes = load_split(trained / "data" / "cache", "val")
     model_dir = trained / "models" / "plant_cnn" / recipe
     best = load_checkpoint(model_dir / "best.ckpt")
-    best.hparams["average_symmetries"] = False  # validation's one view per image
+    best.average_symmetries = False  # validation's one view per image
     assert evaluate(best, images, labels, classes)["accuracy"] == pytest.approx(
         summary["best_val_acc"]
     )
     last = load_checkpoint(model_dir / "last.ckpt")
-    last.hparams["average_symmetries"] = False
+    last.average_symmetries = False
     assert evaluate(last, images, labels, classes)["accuracy"] == pytest.approx(
         summary["last_val_acc"]
     )
