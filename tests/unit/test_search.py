@@ -204,3 +204,40 @@ def test_a_trial_is_nested_before_it_is_told_so_a_kill_between_leaves_it_to_the_
     assert seen == [TrialState.RUNNING, TrialState.RUNNING]
     assert study.get_trials(deepcopy=False)[0].state == TrialState.COMPLETE
     assert study.get_trials(deepcopy=False)[0].value == 0.75
+
+
+def test_a_point_another_driver_asked_at_the_same_moment_is_dropped_not_run_twice(
+    tmp_path, monkeypatch
+):
+    """Two drivers that read the study at once seed their samplers alike and propose the same
+    point. The driver that sees the other's trial after its own ask drops its own."""
+    from optuna.trial import TrialState
+
+    from dlrepro.search import experiments as exps
+    from dlrepro.search import study as study_module
+    from dlrepro.search.study import Driver
+
+    search = load_search(search_file(tmp_path), ["tuned"])
+    study = optuna.create_study(direction="maximize")
+    queued: list[str] = []
+    monkeypatch.setattr(exps, "head", lambda root: "abc123")
+    monkeypatch.setattr(exps, "queue", lambda root, name, overrides, target: queued.append(name))
+    proposals = []
+
+    def racing(study_, search_):
+        mine = propose(study_, search_)
+        if not proposals:  # the other driver asks the same point before this one looks again
+            study_.enqueue_trial(mine.params)
+            other = study_.ask(search_.distributions())
+            other.set_user_attr("driver", "elsewhere")
+        proposals.append(mine)
+        return mine
+
+    monkeypatch.setattr(study_module, "propose", racing)
+    driver = Driver(tmp_path, search, study, log=lambda line: None)
+    assert driver.ask_more(pending=search.jobs - 1) == 1
+    first, other, second = study.get_trials(deepcopy=False)
+    assert first.state == TrialState.FAIL and first.user_attrs["dropped"] == "duplicate"
+    assert other.state == TrialState.RUNNING and other.params == first.params
+    assert second.state == TrialState.RUNNING and second.params != first.params
+    assert queued == [f"{search.name}-{second.number}"]

@@ -206,18 +206,22 @@ class Driver:
 
         queued = 0
         duplicates = 0
+        live = (TrialState.COMPLETE, TrialState.RUNNING)
         while pending + queued < self.search.jobs:
-            trials = self.study.get_trials(deepcopy=False)
-            complete = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING]
-            if len(complete) + len(running) >= self.search.trials:
+            if len(self.study.get_trials(deepcopy=False, states=live)) >= self.search.trials:
                 break
             trial = propose(self.study, self.search)
-            live = sorted([*(t.number for t in (*complete, *running)), trial.number])
-            if live.index(trial.number) >= self.search.trials:
+            # Read again: another driver may have asked meanwhile, from a sampler seeded alike.
+            # Whoever sees the other's point drops its own (the later check always sees it).
+            others = [
+                t
+                for t in self.study.get_trials(deepcopy=False, states=live)
+                if t.number != trial.number
+            ]
+            if sum(t.number < trial.number for t in others) >= self.search.trials:
                 self._drop(trial, "surplus")  # another driver asked the last one first
                 break
-            if any(t.params == trial.params for t in (*complete, *running)):
+            if any(t.params == trial.params for t in others):
                 self._drop(trial, "duplicate")
                 duplicates += 1
                 if duplicates >= MAX_DUPLICATES:
